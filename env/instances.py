@@ -1,0 +1,19 @@
+"""Named instance sets (DACBench's idea): lists of proxy instances 'VOICE@RATE' in configs/instances/."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def load_instance_set(name: str) -> list[str]:
+    path = CONFIG_DIR / "instances" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (CONFIG_DIR / "instances").glob("*.yaml"))
+        raise ValueError(f"instance_set={name!r} is unknown; choose one of {known}")
+    instances = yaml.safe_load(path.read_text()).get("instances") or []
+    if not instances:
+        raise ValueError(f"instance set {path} lists no instances")
+    return [str(i) for i in instances]

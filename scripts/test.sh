@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# README command 2: set everything up, then run the whole test suite (slow tests included).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || exit 1
+.venv/bin/python -m pytest -q "$@"
+rc=$?
+# pytest exits 5 when it collected no tests: that is a failure here, never a pass.
+[ "$rc" = 5 ] && { echo "no tests were collected" >&2; exit 1; }
+exit "$rc"

@@ -1,0 +1,75 @@
+"""Audio I/O and log-mel features with NVIDIA tacotron2's parameters."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile as sf
+
+
+@dataclass
+class AudioConfig:
+    """STFT and mel parameters (NVIDIA tacotron2 defaults)."""
+
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 256
+    win_length: int = 1024
+    n_mels: int = 80
+    fmin: float = 0.0
+    fmax: float = 8000.0
+    log_clamp: float = 1e-5
+
+    def __post_init__(self) -> None:
+        for key in ("sample_rate", "n_fft", "hop_length", "win_length", "n_mels"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"audio.{key}={getattr(self, key)} must be > 0")
+        if self.win_length > self.n_fft:
+            raise ValueError(f"audio.win_length={self.win_length} must be <= audio.n_fft={self.n_fft}")
+        if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ValueError(f"audio.fmin={self.fmin}, audio.fmax={self.fmax} must satisfy "
+                             f"0 <= fmin < fmax <= sample_rate/2={self.sample_rate / 2}")
+
+    def cache_key(self) -> str:
+        """Hash of every parameter, so a changed parameter never reuses a stale mel cache."""
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+    def _mel_basis(self) -> np.ndarray:
+        return librosa.filters.mel(sr=self.sample_rate, n_fft=self.n_fft, n_mels=self.n_mels,
+                                   fmin=self.fmin, fmax=self.fmax)
+
+
+def load_wav(path: Path, sample_rate: int) -> np.ndarray:
+    """Mono float32 audio at ``sample_rate``; resampled with librosa when the file differs.
+
+    Raises ``ValueError`` for an unreadable or empty file.
+    """
+    try:
+        wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise ValueError(f"cannot read wav {path}: {err}") from err
+    wav = wav.mean(axis=1)
+    if wav.size == 0:
+        raise ValueError(f"wav {path} holds no samples")
+    if sr != sample_rate:
+        wav = librosa.resample(wav, orig_sr=sr, target_sr=sample_rate)
+    return wav
+
+
+def mel_spectrogram(wav: np.ndarray, cfg: AudioConfig) -> np.ndarray:
+    """Log-magnitude mel spectrogram, ``[n_mels, T]`` float32, log of max(mel, log_clamp)."""
+    spec = np.abs(librosa.stft(wav, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                               win_length=cfg.win_length, center=True))
+    mel = cfg._mel_basis() @ spec
+    return np.log(np.maximum(mel, cfg.log_clamp)).astype(np.float32)
+
+
+def griffin_lim(log_mel: np.ndarray, cfg: AudioConfig, n_iter: int = 32) -> np.ndarray:
+    """Audio from a log-mel ``[n_mels, T]`` (for TensorBoard samples, not for quality)."""
+    return librosa.feature.inverse.mel_to_audio(
+        np.exp(log_mel), sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+        win_length=cfg.win_length, fmin=cfg.fmin, fmax=cfg.fmax, power=1.0, n_iter=n_iter)

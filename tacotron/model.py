@@ -1,0 +1,274 @@
+"""Tacotron2 (Shen et al. 2018) following NVIDIA's tacotron2 ``model.py``, with two additions
+that let a schedule change knobs while it trains:
+
+* the reduction factor ``r`` is an argument of ``forward``: the frame projection is sized for
+  ``R_MAX`` frames and its first ``r * n_mels`` rows are used, as coqui's gradual training does,
+  so changing ``r`` never re-initialises anything;
+* ``tf_ratio`` < 1 enables scheduled sampling (Bengio et al. 2015) in the teacher-forced pass.
+
+Decoder state is passed explicitly (``DecoderState``), never kept on ``self``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tacotron.data import R_MAX
+
+
+@dataclass
+class ModelConfig:
+    """Layer sizes. ``preset()`` gives tiny (~0.5M), small (~2M) and full (NVIDIA, ~28M)."""
+
+    n_symbols: int = 0  # filled from the text frontend
+    n_mels: int = 80
+    embedding_dim: int = 64
+    encoder_dim: int = 64
+    attention_rnn_dim: int = 128
+    decoder_rnn_dim: int = 128
+    prenet_dim: int = 64
+    attention_dim: int = 32
+    location_filters: int = 32
+    location_kernel: int = 31
+    postnet_dim: int = 64
+    postnet_convs: int = 3
+    # Fixed dropouts: NVIDIA keeps the prenet's on at inference (variation) and uses 0.5 in the
+    # encoder and postnet. The scheduled `dropout` knob drives attention and decoder dropout.
+    prenet_dropout: float = 0.5
+    conv_dropout: float = 0.5
+    max_decoder_steps: int = 1000
+    gate_threshold: float = 0.5
+
+    @staticmethod
+    def preset(name: str, n_symbols: int, n_mels: int = 80) -> "ModelConfig":
+        sizes = {
+            "tiny": {},
+            "small": dict(embedding_dim=128, encoder_dim=128, attention_rnn_dim=256, decoder_rnn_dim=256,
+                          prenet_dim=128, attention_dim=64, postnet_dim=128, postnet_convs=5),
+            "full": dict(embedding_dim=512, encoder_dim=512, attention_rnn_dim=1024, decoder_rnn_dim=1024,
+                         prenet_dim=256, attention_dim=128, postnet_dim=512, postnet_convs=5),
+        }
+        if name not in sizes:
+            raise ValueError(f"model={name!r} is not a preset; choose one of {sorted(sizes)}")
+        return ModelConfig(n_symbols=n_symbols, n_mels=n_mels, **sizes[name])
+
+
+class ModelOutput(NamedTuple):
+    mel: torch.Tensor  # [B, n_mels, T_dec * r] before the postnet
+    mel_post: torch.Tensor  # [B, n_mels, T_dec * r]
+    gate: torch.Tensor  # [B, T_dec] logits, one per decoder step
+    alignments: torch.Tensor  # [B, T_dec, N]
+
+
+class DecoderState(NamedTuple):
+    attention_hidden: torch.Tensor
+    attention_cell: torch.Tensor
+    decoder_hidden: torch.Tensor
+    decoder_cell: torch.Tensor
+    attention: torch.Tensor  # [B, N]
+    attention_cum: torch.Tensor  # [B, N]
+    context: torch.Tensor  # [B, encoder_dim]
+
+
+def _conv_bn(c_in: int, c_out: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2), nn.BatchNorm1d(c_out))
+
+
+class Encoder(nn.Module):
+    """3 × (conv k5 + BN + ReLU + dropout) and a BiLSTM: ``[B, N]`` ids -> ``[B, N, encoder_dim]``."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.embedding = nn.Embedding(cfg.n_symbols, cfg.embedding_dim)
+        dims = [cfg.embedding_dim] + [cfg.encoder_dim] * 3
+        self.convs = nn.ModuleList(_conv_bn(dims[i], dims[i + 1], 5) for i in range(3))
+        self.dropout = cfg.conv_dropout
+        self.lstm = nn.LSTM(cfg.encoder_dim, cfg.encoder_dim // 2, batch_first=True, bidirectional=True)
+
+    def forward(self, text: torch.Tensor, text_lengths: torch.Tensor) -> torch.Tensor:
+        x = self.embedding(text).transpose(1, 2)
+        for conv in self.convs:
+            x = F.dropout(F.relu(conv(x)), self.dropout, self.training)
+        packed = nn.utils.rnn.pack_padded_sequence(x.transpose(1, 2), text_lengths.cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=text.shape[1])[0]
+
+
+class Prenet(nn.Module):
+    """2 × (linear + ReLU + dropout); dropout stays on at inference, as in Tacotron2."""
+
+    def __init__(self, n_in: int, dim: int, dropout: float):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(n_in, dim, bias=False), nn.Linear(dim, dim, bias=False)])
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = F.dropout(F.relu(layer(x)), self.dropout, training=True)
+        return x
+
+
+class LocationSensitiveAttention(nn.Module):
+    """Additive attention with location features from the previous and cumulative weights."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.query_layer = nn.Linear(cfg.attention_rnn_dim, cfg.attention_dim, bias=False)
+        self.memory_layer = nn.Linear(cfg.encoder_dim, cfg.attention_dim, bias=False)
+        self.v = nn.Linear(cfg.attention_dim, 1, bias=False)
+        self.location_conv = nn.Conv1d(2, cfg.location_filters, cfg.location_kernel,
+                                       padding=cfg.location_kernel // 2, bias=False)
+        self.location_dense = nn.Linear(cfg.location_filters, cfg.attention_dim, bias=False)
+
+    def forward(self, query, memory, processed_memory, state: DecoderState, pad_mask):
+        """query ``[B, attention_rnn_dim]`` -> (context ``[B, encoder_dim]``, weights ``[B, N]``)."""
+        location = self.location_conv(torch.stack([state.attention, state.attention_cum], dim=1))
+        energies = self.v(torch.tanh(self.query_layer(query)[:, None, :]
+                                     + self.location_dense(location.transpose(1, 2)) + processed_memory))
+        weights = torch.softmax(energies.squeeze(-1).masked_fill(pad_mask, float("-inf")), dim=1)
+        return torch.bmm(weights[:, None, :], memory).squeeze(1), weights
+
+
+class Decoder(nn.Module):
+    """Autoregressive decoder emitting ``r`` frames and one stop logit per step."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.prenet = Prenet(cfg.n_mels, cfg.prenet_dim, cfg.prenet_dropout)
+        self.attention_rnn = nn.LSTMCell(cfg.prenet_dim + cfg.encoder_dim, cfg.attention_rnn_dim)
+        self.attention = LocationSensitiveAttention(cfg)
+        self.decoder_rnn = nn.LSTMCell(cfg.attention_rnn_dim + cfg.encoder_dim, cfg.decoder_rnn_dim)
+        self.attention_dropout = nn.Dropout(0.1)
+        self.decoder_dropout = nn.Dropout(0.1)
+        self.frame_projection = nn.Linear(cfg.decoder_rnn_dim + cfg.encoder_dim, cfg.n_mels * R_MAX)
+        self.gate_layer = nn.Linear(cfg.decoder_rnn_dim + cfg.encoder_dim, 1)
+
+    def initial_state(self, memory: torch.Tensor) -> DecoderState:
+        b, n, _ = memory.shape
+        zeros = memory.new_zeros
+        return DecoderState(zeros(b, self.cfg.attention_rnn_dim), zeros(b, self.cfg.attention_rnn_dim),
+                            zeros(b, self.cfg.decoder_rnn_dim), zeros(b, self.cfg.decoder_rnn_dim),
+                            zeros(b, n), zeros(b, n), zeros(b, self.cfg.encoder_dim))
+
+    def step(self, prenet_out, state: DecoderState, memory, processed_memory, pad_mask, r: int):
+        """One decoder step -> (frames ``[B, r, n_mels]``, gate logit ``[B]``, new state)."""
+        ah, ac = self.attention_rnn(torch.cat([prenet_out, state.context], dim=1),
+                                    (state.attention_hidden, state.attention_cell))
+        ah = self.attention_dropout(ah)
+        context, weights = self.attention(ah, memory, processed_memory, state, pad_mask)
+        dh, dc = self.decoder_rnn(torch.cat([ah, context], dim=1), (state.decoder_hidden, state.decoder_cell))
+        dh = self.decoder_dropout(dh)
+        out = torch.cat([dh, context], dim=1)
+        rows = r * self.cfg.n_mels  # the first r frames of the R_MAX-sized projection
+        frames = F.linear(out, self.frame_projection.weight[:rows], self.frame_projection.bias[:rows])
+        new_state = DecoderState(ah, ac, dh, dc, weights, state.attention_cum + weights, context)
+        return frames.view(-1, r, self.cfg.n_mels), self.gate_layer(out).squeeze(1), new_state
+
+    def forward(self, memory, text_lengths, mels, r: int, tf_ratio: float):
+        """Teacher-forced pass over ``mels`` ``[B, n_mels, T]`` (T a multiple of r).
+
+        With ``tf_ratio`` < 1, each step feeds the model's own previous frame (detached) instead of
+        the ground truth with probability 1 - tf_ratio, per item.
+        """
+        b, n_mels, t = mels.shape
+        n_steps = t // r
+        pad_mask = torch.arange(memory.shape[1], device=memory.device)[None, :] >= text_lengths[:, None]
+        processed_memory = self.attention.memory_layer(memory)
+        # Input of step i is the last frame of step i-1; step 0 gets a zero "go" frame.
+        targets = mels[:, :, r - 1::r].permute(2, 0, 1)  # [n_steps, B, n_mels]
+        inputs = torch.cat([mels.new_zeros(1, b, n_mels), targets[:-1]], dim=0)
+        prenet_all = self.prenet(inputs) if tf_ratio >= 1.0 else None
+        state = self.initial_state(memory)
+        frames, gates, alignments = [], [], []
+        for i in range(n_steps):
+            if prenet_all is not None:
+                prenet_out = prenet_all[i]
+            else:
+                prev = inputs[i]
+                if i > 0:
+                    use_truth = torch.rand(b, 1, device=mels.device) < tf_ratio
+                    prev = torch.where(use_truth, prev, frames[-1][:, -1].detach())
+                prenet_out = self.prenet(prev)
+            f, g, state = self.step(prenet_out, state, memory, processed_memory, pad_mask, r)
+            frames.append(f)
+            gates.append(g)
+            alignments.append(state.attention)
+        mel = torch.cat(frames, dim=1).transpose(1, 2)  # [B, n_mels, n_steps * r]
+        return mel, torch.stack(gates, dim=1), torch.stack(alignments, dim=1)
+
+    @torch.no_grad()
+    def infer(self, memory, text_lengths, r: int, max_steps: int):
+        """Free-running decode until every item's gate fires -> (mel, gate, alignments, n_steps ``[B]``)."""
+        b = memory.shape[0]
+        pad_mask = torch.arange(memory.shape[1], device=memory.device)[None, :] >= text_lengths[:, None]
+        processed_memory = self.attention.memory_layer(memory)
+        state = self.initial_state(memory)
+        prev = memory.new_zeros(b, self.cfg.n_mels)
+        lengths = torch.full((b,), max_steps, dtype=torch.long, device=memory.device)
+        frames, gates, alignments = [], [], []
+        for i in range(max_steps):
+            f, g, state = self.step(self.prenet(prev), state, memory, processed_memory, pad_mask, r)
+            frames.append(f)
+            gates.append(g)
+            alignments.append(state.attention)
+            prev = f[:, -1]
+            stopped = (torch.sigmoid(g) > self.cfg.gate_threshold) & (lengths == max_steps)
+            lengths[stopped] = i + 1
+            if bool((lengths < max_steps).all()):
+                break
+        mel = torch.cat(frames, dim=1).transpose(1, 2)
+        return mel, torch.stack(gates, dim=1), torch.stack(alignments, dim=1), lengths
+
+
+class Postnet(nn.Module):
+    """Residual conv stack refining the decoder's mel: ``[B, n_mels, T]`` -> same."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        dims = [cfg.n_mels] + [cfg.postnet_dim] * (cfg.postnet_convs - 1) + [cfg.n_mels]
+        self.convs = nn.ModuleList(_conv_bn(dims[i], dims[i + 1], 5) for i in range(cfg.postnet_convs))
+        self.dropout = cfg.conv_dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, conv in enumerate(self.convs):
+            x = conv(x)
+            x = F.dropout(torch.tanh(x) if i < len(self.convs) - 1 else x, self.dropout, self.training)
+        return x
+
+
+class Tacotron2(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.n_symbols <= 0:
+            raise ValueError("ModelConfig.n_symbols must be set from the text frontend")
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+        self.postnet = Postnet(cfg)
+
+    def set_dropout(self, p: float) -> None:
+        """Attention and decoder dropout probability, changed in place."""
+        self.decoder.attention_dropout.p = p
+        self.decoder.decoder_dropout.p = p
+
+    def forward(self, text, text_lengths, mels, r: int, tf_ratio: float = 1.0) -> ModelOutput:
+        """Teacher-forced pass. ``mels`` ``[B, n_mels, T]`` is padded here to a multiple of ``r``."""
+        if mels.shape[2] % r:
+            mels = F.pad(mels, (0, r - mels.shape[2] % r))
+        memory = self.encoder(text, text_lengths)
+        mel, gate, alignments = self.decoder(memory, text_lengths, mels, r, tf_ratio)
+        return ModelOutput(mel, mel + self.postnet(mel), gate, alignments)
+
+    @torch.no_grad()
+    def infer(self, text, text_lengths, r: int, max_steps: int | None = None):
+        """Free-running synthesis -> (ModelOutput, decoder steps per item ``[B]``)."""
+        memory = self.encoder(text, text_lengths)
+        mel, gate, alignments, lengths = self.decoder.infer(
+            memory, text_lengths, r, max_steps or self.cfg.max_decoder_steps)
+        return ModelOutput(mel, mel + self.postnet(mel), gate, alignments), lengths

@@ -1,0 +1,144 @@
+"""A whole training run driven by a knob schedule: data, trainer, validation, checkpoints, resume.
+
+``tacotune train`` and the baselines call ``train_run``. The run folder holds
+``checkpoints/step_*.pt``, TensorBoard events, ``knobs.csv`` and ``summary.json``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from tacotron import checkpoint
+from tacotron.audio import AudioConfig
+from tacotron.data import Corpus, DataConfig, load_corpus
+from tacotron.knobs import KNOB_NAMES, Knobs
+from tacotron.loss import LossConfig
+from tacotron.metrics import is_aligned
+from tacotron.model import ModelConfig
+from tacotron.proxy import ProxyOptions, generate_proxy_corpus, parse_instance
+from tacotron.schedules import get_schedule
+from tacotron.trainer import Trainer, TrainerConfig, ValStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunConfig:
+    """One training run. ``data`` is a proxy instance 'VOICE@RATE' or an LJSpeech-layout folder."""
+
+    data: str = "en-us@170"
+    model: str = "tiny"
+    schedule: str = "hand"
+    max_steps: int = 400
+    val_every: int = 50
+    ckpt_every: int = 100
+    out_dir: str = "runs/train"
+    resume: bool = False
+    threads: int = 2
+    tensorboard: bool = True
+    proxy: ProxyOptions = field(default_factory=ProxyOptions)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    dataset: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        for key in ("max_steps", "val_every", "ckpt_every"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}={getattr(self, key)} must be >= 1")
+        get_schedule(self.schedule)
+        ModelConfig.preset(self.model, n_symbols=1)  # fails early on an unknown preset
+
+
+def load_data(data: str, proxy: ProxyOptions, audio: AudioConfig, dataset: DataConfig,
+              progress: bool = True) -> Corpus:
+    """An existing folder is read as LJSpeech; anything else must be a proxy instance name."""
+    path = Path(data).expanduser()
+    if path.exists() or "/" in data:
+        return load_corpus(path, audio, dataset, progress)
+    if audio.sample_rate != 22050:
+        raise ValueError(f"proxy corpora are 22050 Hz; audio.sample_rate={audio.sample_rate} needs a real dataset")
+    return load_corpus(generate_proxy_corpus(parse_instance(data, proxy), progress=progress), audio, dataset, progress)
+
+
+def build_trainer(cfg: RunConfig, log_dir: Path | None, progress: bool = True) -> Trainer:
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    corpus = load_data(cfg.data, cfg.proxy, cfg.audio, cfg.dataset, progress)
+    model_cfg = ModelConfig.preset(cfg.model, corpus.frontend.n_symbols, cfg.audio.n_mels)
+    return Trainer(corpus, model_cfg, cfg.trainer, cfg.loss, log_dir=log_dir)
+
+
+@dataclass
+class RunSummary:
+    final: dict  # the last ValStats as a dict
+    steps_to_align: int | None
+    rollbacks: int
+    history: list[dict]  # {"step": ..., **ValStats}
+
+
+def _val_record(step: int, val: ValStats) -> dict:
+    return {"step": step, **{k: v for k, v in asdict(val).items() if k != "extras"}}
+
+
+def train_run(cfg: RunConfig, knob_fn: Callable[[int, int], Knobs] | None = None,
+              progress: bool = True) -> RunSummary:
+    """Train ``cfg.max_steps`` steps, setting knobs from ``knob_fn(step, max_steps)`` before each step.
+
+    With ``cfg.resume`` the run continues from the newest checkpoint in ``out_dir``; a killed run
+    loses at most ``ckpt_every`` steps.
+    """
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    knob_fn = knob_fn or get_schedule(cfg.schedule)
+    trainer = build_trainer(cfg, out / "tb" if cfg.tensorboard else None, progress)
+    history, knob_rows = [], []
+    latest = checkpoint.latest(out / "checkpoints") if cfg.resume else None
+    if latest is not None:
+        trainer.restore(latest)
+        saved = json.loads((out / "progress.json").read_text())
+        history, knob_rows = saved["history"], saved["knobs"]
+        log.info("resumed %s at step %d", latest, trainer.step_count)
+    bar = tqdm(total=cfg.max_steps, initial=trainer.step_count, desc=f"train {cfg.model} on {cfg.data}",
+               disable=not progress)
+    while trainer.step_count < cfg.max_steps:
+        step = trainer.step_count
+        trainer.set_knobs(knob_fn(step, cfg.max_steps))
+        knob_rows.append({"step": step, **trainer.knobs.as_dict()})
+        stats = trainer.step()
+        bar.update(1)
+        done = trainer.step_count == cfg.max_steps
+        if trainer.step_count % cfg.val_every == 0 or done:
+            history.append(_val_record(trainer.step_count, trainer.validate()))
+            bar.set_postfix(mel=f"{history[-1]['mel_loss']:.3f}", diag=f"{history[-1]['infer_diagonality']:.2f}",
+                            loss=f"{stats.mel_post:.3f}")
+        if trainer.step_count % cfg.ckpt_every == 0 or done:
+            trainer.save(out / "checkpoints" / f"step_{trainer.step_count}.pt")
+            checkpoint.atomic_write_text(out / "progress.json", json.dumps({"history": history, "knobs": knob_rows}))
+    bar.close()
+    summary = RunSummary(final=history[-1], steps_to_align=steps_to_align(history),
+                         rollbacks=trainer.rollbacks, history=history)
+    _write_outputs(out, summary, knob_rows)
+    if trainer.logger:
+        trainer.logger.close()
+    return summary
+
+
+def steps_to_align(history: list[dict]) -> int | None:
+    """First validated step at which free-running diagonality and gate accuracy pass the gate."""
+    return next((h["step"] for h in history if is_aligned(h["infer_diagonality"], h["gate_accuracy"])), None)
+
+
+def _write_outputs(out: Path, summary: RunSummary, knob_rows: list[dict]) -> None:
+    (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
+    with (out / "knobs.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["step", *KNOB_NAMES])
+        writer.writeheader()
+        writer.writerows(knob_rows)

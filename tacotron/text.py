@@ -1,0 +1,68 @@
+"""Text frontend: normalisation and symbol ids for characters or espeak-ng IPA phonemes.
+
+Characters outside the symbol set never vanish silently: ``TextFrontend.encode`` counts them
+in ``unknown_counts`` and, with ``strict=True``, raises instead (the system we replace dropped
+every Cyrillic letter without a word).
+"""
+from __future__ import annotations
+
+import collections
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+PAD = "_"
+EOS = "~"
+_PUNCTUATION = "!'(),.:;? -\""
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+# IPA symbols that espeak-ng emits for English voices, plus stress and length marks.
+_IPA = "ɑɐɒæɓʙβɔɕçɗɖðʤəɘɚɛɜɝɞɟʄɡɠɢʛɦɧħɥʜɨɪʝɭɬɫɮʟɱɯɰŋɳɲɴøɵɸθœɶʘɹɺɾɻʀʁɽʂʃʈʧʉʊʋⱱʌɣɤʍχʎʏʑʐʒʔʡʕʢǀǁǂǃˈˌːˑʼʴʰʱʲʷˠˤ˞↓↑→↗↘ᵻ"
+
+CHAR_SYMBOLS = [PAD, EOS] + list(_PUNCTUATION) + list(_LETTERS)
+PHONEME_SYMBOLS = CHAR_SYMBOLS + list(_IPA)
+
+
+def normalize(text: str) -> str:
+    """Lower-case and collapse whitespace; the 'normalized_text' column of metadata.csv."""
+    return re.sub(r"\s+", " ", text.strip().lower())
+
+
+def phonemize(text: str, voice: str = "en-us") -> str:
+    """IPA transcription by espeak-ng (deterministic)."""
+    if shutil.which("espeak-ng") is None:
+        raise FileNotFoundError("espeak-ng is not installed; phoneme input needs it (apt-get install espeak-ng)")
+    out = subprocess.run(["espeak-ng", "-q", "--ipa", "-v", voice, text],
+                         check=True, capture_output=True, text=True).stdout
+    return normalize(out)
+
+
+@dataclass
+class TextFrontend:
+    """Maps text to symbol ids. ``mode`` is 'chars' or 'phonemes'."""
+
+    mode: str = "chars"
+    voice: str = "en-us"
+    strict: bool = False
+    unknown_counts: collections.Counter = field(default_factory=collections.Counter)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("chars", "phonemes"):
+            raise ValueError(f"text.mode={self.mode!r} is not allowed; choose 'chars' or 'phonemes'")
+        symbols = CHAR_SYMBOLS if self.mode == "chars" else PHONEME_SYMBOLS
+        self.symbols = symbols
+        self._ids = {s: i for i, s in enumerate(symbols)}
+
+    @property
+    def n_symbols(self) -> int:
+        return len(self.symbols)
+
+    def encode(self, text: str) -> list[int]:
+        """Normalised text (or its phonemes) to ids, ending with EOS."""
+        clean = phonemize(text, self.voice) if self.mode == "phonemes" else normalize(text)
+        unknown = [c for c in clean if c not in self._ids]
+        if unknown:
+            if self.strict:
+                raise ValueError(f"text {text!r} has symbols outside the {self.mode} set: {sorted(set(unknown))}")
+            self.unknown_counts.update(unknown)
+        return [self._ids[c] for c in clean if c in self._ids] + [self._ids[EOS]]

@@ -1,0 +1,233 @@
+"""A plain PyTorch training loop whose knobs can change between any two optimiser steps.
+
+``Trainer.set_knobs`` is the only writer of the optimiser's learning rate, the dropout ``p``,
+``r`` and the teacher-forcing ratio. ``step()`` returns a ``StepStats`` computed from tensors the
+step already has (no extra forward pass). A non-finite loss or gradient skips the update and
+restores the last good in-memory snapshot of model and optimiser.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from tacotron import checkpoint
+from tacotron.data import BatchSampler, Corpus, collate
+from tacotron.knobs import Knobs
+from tacotron.loss import LossConfig, decoder_lengths, tacotron_loss
+from tacotron.metrics import alignment_stats, gate_accuracy
+from tacotron.model import ModelConfig, Tacotron2
+from tacotron.tb_logging import TrainingLogger
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainerConfig:
+    batch_size: int = 16
+    grad_clip: float = 1.0
+    weight_decay: float = 1e-6
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # mixed precision, only on CUDA
+    infer_utts: int = 4  # val utterances decoded free-running at each validation
+    snapshot_every: int = 10  # steps between in-memory rollback snapshots
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"trainer.batch_size={self.batch_size} must be >= 1")
+        if self.grad_clip <= 0:
+            raise ValueError(f"trainer.grad_clip={self.grad_clip} must be > 0")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"trainer.device={self.device!r} must be auto, cpu or cuda")
+        if self.infer_utts < 1 or self.snapshot_every < 1:
+            raise ValueError("trainer.infer_utts and trainer.snapshot_every must be >= 1")
+
+
+@dataclass
+class StepStats:
+    step: int
+    mel: float
+    mel_post: float
+    gate: float
+    guided: float
+    grad_norm: float  # before clipping; nan when the step was rolled back
+    clipped: bool
+    gate_accuracy: float
+    diagonality: float
+    focus: float
+    monotonicity: float
+    coverage: float
+    rolled_back: bool = False
+
+
+@dataclass
+class ValStats:
+    mel_loss: float  # teacher-forced post-net MSE
+    gate_loss: float
+    gate_accuracy: float
+    diagonality: float  # teacher-forced
+    infer_diagonality: float  # free-running: where exposure bias shows
+    infer_focus: float
+    infer_monotonicity: float
+    infer_coverage: float
+    infer_stop_rate: float  # share of decoded utterances whose stop token fired
+    extras: dict = field(default_factory=dict, repr=False)  # tensors for TensorBoard media
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("trainer.device=cuda but no CUDA device is available; use device=auto or cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    def __init__(self, corpus: Corpus, model_cfg: ModelConfig, cfg: TrainerConfig,
+                 loss_cfg: LossConfig | None = None, knobs: Knobs | None = None, log_dir: Path | None = None):
+        self.corpus, self.model_cfg, self.cfg = corpus, model_cfg, cfg
+        self.loss_cfg = loss_cfg or LossConfig()
+        self.device = resolve_device(cfg.device)
+        self.amp = cfg.amp and self.device.type == "cuda"
+        torch.manual_seed(cfg.seed)
+        self.model = Tacotron2(model_cfg).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-6,
+                                          weight_decay=cfg.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.sampler = BatchSampler(corpus.train, cfg.batch_size, cfg.seed)
+        self.step_count = 0
+        self.rollbacks = 0
+        self.logger = TrainingLogger(log_dir, corpus.audio) if log_dir else None
+        self.set_knobs(knobs or Knobs())
+        self._snapshot = self._take_snapshot()
+
+    def set_knobs(self, knobs: Knobs) -> None:
+        if not isinstance(knobs, Knobs):
+            raise TypeError(f"set_knobs needs a Knobs, got {type(knobs).__name__}")
+        for group in self.optimizer.param_groups:
+            group["lr"] = knobs.lr
+        self.model.set_dropout(knobs.dropout)
+        self.knobs = knobs
+
+    def _take_snapshot(self) -> dict:
+        return {"model": copy.deepcopy(self.model.state_dict()),
+                "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+
+    def _roll_back(self) -> None:
+        self.model.load_state_dict(self._snapshot["model"])
+        self.optimizer.load_state_dict(self._snapshot["optimizer"])
+        self.set_knobs(self.knobs)  # the snapshot's param groups carry an old lr
+        self.rollbacks += 1
+        log.warning("step %d: non-finite loss or gradient; rolled back to the last good snapshot", self.step_count)
+
+    def step(self) -> StepStats:
+        """One optimiser step at the current knobs."""
+        k = self.knobs
+        batch = self.sampler.batch(self.step_count).to(self.device)
+        self.model.train()
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            out = self.model(batch.text, batch.text_lengths, batch.mels, k.r, k.tf_ratio)
+            terms = tacotron_loss(out, batch.mels, batch.mel_lengths, batch.text_lengths, k.r, k.ga_weight,
+                                  self.loss_cfg)
+        self.optimizer.zero_grad(set_to_none=True)
+        finite_loss = bool(torch.isfinite(terms.total))
+        grad_norm = math.nan
+        if finite_loss:
+            self.scaler.scale(terms.total).backward()
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
+        # With AMP, an overflowing gradient is the GradScaler's business (it skips and rescales).
+        rolled_back = not finite_loss or (not math.isfinite(grad_norm) and not self.amp)
+        if rolled_back:
+            self._roll_back()
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if (self.step_count + 1) % self.cfg.snapshot_every == 0:
+                self._snapshot = self._take_snapshot()
+        dec_lengths = decoder_lengths(batch.mel_lengths, k.r)
+        stats = StepStats(
+            step=self.step_count, mel=terms.mel.item(), mel_post=terms.mel_post.item(), gate=terms.gate.item(),
+            guided=terms.guided.item(), grad_norm=grad_norm, clipped=grad_norm > self.cfg.grad_clip,
+            gate_accuracy=gate_accuracy(out.gate, dec_lengths),
+            **alignment_stats(out.alignments.detach(), batch.text_lengths, dec_lengths), rolled_back=rolled_back)
+        self.step_count += 1
+        if self.logger:
+            self.logger.log_step(stats, k)
+        return stats
+
+    def run(self, n_steps: int) -> list[StepStats]:
+        return [self.step() for _ in range(n_steps)]
+
+    @torch.no_grad()
+    def validate(self) -> ValStats:
+        """Teacher-forced loss on the val split and a free-running decode of a few val utterances.
+
+        Runs under a forked, fixed RNG so validation is deterministic and never shifts the
+        training random stream (prenet dropout stays on at inference).
+        """
+        k = self.knobs
+        self.model.eval()
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.cfg.seed + 1)
+            totals = {"mel": 0.0, "gate": 0.0, "gate_accuracy": 0.0, "diagonality": 0.0}
+            val = self.corpus.val
+            chunks = [val[i:i + self.cfg.batch_size] for i in range(0, len(val), self.cfg.batch_size)]
+            for chunk in chunks:
+                b = collate(chunk).to(self.device)
+                out = self.model(b.text, b.text_lengths, b.mels, k.r)
+                terms = tacotron_loss(out, b.mels, b.mel_lengths, b.text_lengths, k.r, 0.0, self.loss_cfg)
+                dec_lengths = decoder_lengths(b.mel_lengths, k.r)
+                share = len(chunk) / len(val)
+                totals["mel"] += terms.mel_post.item() * share
+                totals["gate"] += terms.gate.item() * share
+                totals["gate_accuracy"] += gate_accuracy(out.gate, dec_lengths) * share
+                totals["diagonality"] += alignment_stats(out.alignments, b.text_lengths,
+                                                         dec_lengths)["diagonality"] * share
+            probe = collate(val[: self.cfg.infer_utts]).to(self.device)
+            max_steps = int(2 * probe.mel_lengths.max().item() / k.r) + 10
+            inferred, lengths = self.model.infer(probe.text, probe.text_lengths, k.r, max_steps)
+            infer = alignment_stats(inferred.alignments, probe.text_lengths, lengths)
+        stats = ValStats(
+            mel_loss=totals["mel"], gate_loss=totals["gate"], gate_accuracy=totals["gate_accuracy"],
+            diagonality=totals["diagonality"], **{f"infer_{key}": v for key, v in infer.items()},
+            infer_stop_rate=float((lengths < max_steps).float().mean()),
+            extras={"alignment": inferred.alignments[0, : lengths[0]].float().cpu(),
+                    "mel": inferred.mel_post[0, :, : lengths[0] * k.r].float().cpu()})
+        if self.logger:
+            self.logger.log_validation(stats, self.step_count)
+        return stats
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(), "knobs": self.knobs.as_dict(), "step": self.step_count,
+            "rollbacks": self.rollbacks, "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
+            "config": {"model": asdict(self.model_cfg), "trainer": asdict(self.cfg), "loss": asdict(self.loss_cfg)},
+        }
+
+    def save(self, path: Path) -> None:
+        checkpoint.atomic_save(self.state_dict(), path)
+
+    def restore(self, path: Path) -> None:
+        """Continue exactly from a checkpoint written by ``save`` (same corpus and config)."""
+        state = checkpoint.load(path)
+        saved_model = state["config"]["model"]
+        if saved_model != asdict(self.model_cfg):
+            changed = {f.name for f in fields(ModelConfig) if saved_model.get(f.name) != getattr(self.model_cfg, f.name)}
+            raise ValueError(f"checkpoint {path} was made with a different model config (differs in {sorted(changed)})")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step_count, self.rollbacks = state["step"], state["rollbacks"]
+        torch.set_rng_state(state["rng"])
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"])
+        self.set_knobs(Knobs(**state["knobs"]))
+        self._snapshot = self._take_snapshot()
