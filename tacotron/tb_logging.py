@@ -39,8 +39,9 @@ class TrainingLogger:
         self.writer.add_image("val/alignment", _image(stats.extras["alignment"].T), step)
         mel = stats.extras["mel"]
         self.writer.add_image("val/mel", _image(mel), step)
-        wav = griffin_lim(mel.numpy(), self.audio)
-        self.writer.add_audio("val/audio", torch.from_numpy(wav)[None], step, sample_rate=self.audio.sample_rate)
+        if mel.shape[1] * self.audio.hop_length >= self.audio.n_fft:  # too short to invert otherwise
+            wav = griffin_lim(mel.numpy(), self.audio)
+            self.writer.add_audio("val/audio", torch.from_numpy(wav)[None], step, sample_rate=self.audio.sample_rate)
         self.writer.flush()
 
     def close(self) -> None:

@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from controller.cli import main
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "train" in out and "data" in out and "demo" in out
+
+
+def test_subcommand_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "max_steps: 400" in out and "schedule: hand" in out
+
+
+@pytest.mark.parametrize("override,message", [
+    ("max_steps=0", "max_steps=0 must be >= 1"),
+    ("nonsense=1", "nonsense"),
+    ("trainer.grad_clip=abc", "trainer.grad_clip"),
+    ("model=huge", "model='huge'"),
+    ("schedule=magic", "schedule='magic'"),
+    ("dataset.val_fraction=2", "data.val_fraction=2"),
+])
+def test_bad_config_names_the_key(override, message, capsys):
+    assert main(["train", override]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
+    assert main(["train", f"data={tmp_path}/nothing/"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_train_runs_and_resumes(tiny_corpus_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", f"data={tiny_corpus_dir}", "trainer.batch_size=4", "val_every=3", "ckpt_every=3",
+            f"out_dir={out}", "tensorboard=false", "schedule=static"]
+    assert main(args + ["max_steps=3"]) == 0
+    assert main(args + ["max_steps=6", "resume=true"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [h["step"] for h in summary["history"]] == [3, 6]
+    rows = (out / "knobs.csv").read_text().strip().split("\n")
+    assert rows[0] == "step,lr,ga_weight,dropout,r,tf_ratio" and len(rows) == 7
+
+
+def test_data_proxy_command(tmp_path):
+    assert main(["data", "proxy", "voice=en-gb", "rate=200", "n_utts=3", f"out={tmp_path}"]) == 0
+    (folder,) = tmp_path.iterdir()
+    assert len((folder / "metadata.csv").read_text().strip().split("\n")) == 3
+    assert main(["data", "proxy", "voice=xx-nope", "n_utts=2", f"out={tmp_path}"]) == 1
+    assert len(list(tmp_path.iterdir())) == 1  # the failed build left nothing behind

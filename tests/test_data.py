@@ -1,0 +1,144 @@
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tacotron.audio import AudioConfig
+from tacotron.data import R_MAX, DataConfig, collate, gate_targets, load_corpus
+from tacotron.proxy import ProxySpec, generate_proxy_corpus, make_sentences, parse_instance
+from tacotron.text import TextFrontend
+
+
+def test_proxy_corpus_is_ljspeech_layout(tiny_corpus_dir):
+    rows = (tiny_corpus_dir / "metadata.csv").read_text().strip().split("\n")
+    assert len(rows) == 24
+    utt_id, text, normalized = rows[0].split("|")
+    wav, sr = sf.read(tiny_corpus_dir / "wavs" / f"{utt_id}.wav")
+    assert sr == 22050 and wav.ndim == 1 and len(wav) > 0.2 * sr
+    assert normalized == text.lower() and 2 <= len(text.split()) <= 3
+
+
+def test_sentences_are_seeded_and_bounded():
+    a = make_sentences(50, seed=3, min_words=2, max_words=10)
+    assert a == make_sentences(50, seed=3, min_words=2, max_words=10)
+    assert a != make_sentences(50, seed=4, min_words=2, max_words=10)
+    assert all(2 <= len(s.split()) <= 10 for s in a)
+
+
+def test_generation_is_cached(tiny_corpus_dir):
+    spec = ProxySpec(voice="en-us", rate=180, n_utts=24, max_words=3)
+    before = (tiny_corpus_dir / "metadata.csv").stat().st_mtime_ns
+    assert generate_proxy_corpus(spec, progress=False) == tiny_corpus_dir
+    assert (tiny_corpus_dir / "metadata.csv").stat().st_mtime_ns == before
+
+
+def test_bad_instance_names():
+    with pytest.raises(ValueError, match="VOICE@RATE"):
+        parse_instance("en-us")
+    with pytest.raises(ValueError, match="rate"):
+        parse_instance("en-us@5")
+
+
+def test_mels_have_expected_shape_and_range(tiny_corpus):
+    utt = tiny_corpus.train[0]
+    assert utt.mel.shape[0] == 80 and utt.mel.shape[1] > 10
+    assert float(utt.mel.min()) >= np.log(1e-5) - 1e-4 and float(utt.mel.max()) < 5
+    assert len(tiny_corpus.train) + len(tiny_corpus.val) == 24 and len(tiny_corpus.val) >= 1
+
+
+def test_split_is_deterministic(tiny_corpus_dir, tiny_corpus):
+    again = load_corpus(tiny_corpus_dir, AudioConfig(), DataConfig(val_fraction=0.2), progress=False)
+    assert [u.utt_id for u in again.val] == [u.utt_id for u in tiny_corpus.val]
+
+
+def test_mel_cache_hit_and_invalidation(tiny_corpus_dir):
+    first = load_corpus(tiny_corpus_dir, AudioConfig(), DataConfig(), progress=False)
+    assert first.report.cache_hits == 24
+    changed = load_corpus(tiny_corpus_dir, AudioConfig(n_mels=40), DataConfig(), progress=False)
+    assert changed.report.cache_hits == 0 and changed.train[0].mel.shape[0] == 40
+    assert load_corpus(tiny_corpus_dir, AudioConfig(n_mels=40), DataConfig(), progress=False).report.cache_hits == 24
+
+
+@pytest.fixture
+def broken_corpus(tiny_corpus_dir, tmp_path):
+    root = tmp_path / "broken"
+    shutil.copytree(tiny_corpus_dir, root)
+    rows = (root / "metadata.csv").read_text().strip().split("\n")
+    ids = [r.split("|")[0] for r in rows]
+    (root / "wavs" / f"{ids[0]}.wav").write_bytes(b"RIFF not really a wav")
+    (root / "wavs" / f"{ids[1]}.wav").unlink()
+    rows[2] = f"{ids[2]}| | "
+    rows[3] = f"{ids[3]}|Привет world|привет world"
+    (root / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_loader_skips_and_counts_bad_rows(broken_corpus, caplog):
+    with caplog.at_level(logging.WARNING):
+        corpus = load_corpus(broken_corpus, AudioConfig(), DataConfig(), progress=False)
+    r = corpus.report
+    assert (r.corrupt_wav, r.missing_wav, r.empty_text, r.loaded) == (1, 1, 1, 21)
+    assert r.unknown_symbols == {"п": 1, "р": 1, "и": 1, "в": 1, "е": 1, "т": 1}
+    assert "1 corrupt wav" in caplog.text and "unknown symbols" in caplog.text
+
+
+def test_strict_text_fails_on_unknown_symbols(broken_corpus):
+    with pytest.raises(ValueError, match="outside the chars set"):
+        load_corpus(broken_corpus, AudioConfig(), DataConfig(strict_text=True), progress=False)
+
+
+def test_overlong_utterances_are_filtered(tiny_corpus_dir):
+    corpus = load_corpus(tiny_corpus_dir, AudioConfig(), DataConfig(max_frames=60), progress=False)
+    assert corpus.report.too_long > 0
+    assert all(u.mel.shape[1] <= 60 for u in corpus.train + corpus.val)
+
+
+def test_missing_dataset_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_corpus(tmp_path / "nope", AudioConfig(), DataConfig(), progress=False)
+    with pytest.raises(FileNotFoundError, match="metadata.csv"):
+        load_corpus(tmp_path, AudioConfig(), DataConfig(), progress=False)
+
+
+def test_nothing_usable_is_an_error(tmp_path):
+    (tmp_path / "wavs").mkdir()
+    (tmp_path / "metadata.csv").write_text("a|hello|hello\nb||\n")
+    with pytest.raises(ValueError, match="0 usable"):
+        load_corpus(tmp_path, AudioConfig(), DataConfig(), progress=False)
+
+
+def test_resampling_wrong_rate(tiny_corpus_dir, tmp_path):
+    root = tmp_path / "resampled"
+    shutil.copytree(tiny_corpus_dir, root)
+    for wav_path in (root / "wavs").glob("*.wav"):
+        wav, sr = sf.read(wav_path)
+        sf.write(wav_path, wav[::2], sr // 2)
+    corpus = load_corpus(root, AudioConfig(), DataConfig(), progress=False)
+    original = load_corpus(tiny_corpus_dir, AudioConfig(), DataConfig(), progress=False)
+    a, b = corpus.train[0].mel.shape[1], original.train[0].mel.shape[1]
+    assert abs(a - b) <= 1
+
+
+@pytest.mark.parametrize("r", [1, 2, 3, 5])
+def test_collate_pads_for_any_r(tiny_corpus, r):
+    batch = collate(tiny_corpus.train[:5])
+    t = batch.mels.shape[2]
+    assert t % R_MAX == 0 and t >= int(batch.mel_lengths.max())
+    for i, u in enumerate(tiny_corpus.train[:5]):
+        n = u.mel.shape[1]
+        assert (batch.mels[i, :, n:] == 0).all() and batch.gate[i, n - 1] == 1 and batch.gate[i, : n - 1].sum() == 0
+        assert (batch.text[i, : len(u.text_ids)] == u.text_ids).all()
+    steps = -(-t // r)
+    gate = gate_targets(batch.mel_lengths, r, steps)
+    last = (batch.mel_lengths + r - 1) // r - 1
+    assert all(gate[i, last[i]] == 1 and gate[i, : last[i]].sum() == 0 for i in range(5))
+
+
+def test_text_frontend_phonemes():
+    ids = TextFrontend(mode="phonemes").encode("The quick fox")
+    chars = TextFrontend().encode("The quick fox")
+    assert ids != chars and len(ids) > 5
+    with pytest.raises(ValueError, match="text.mode"):
+        TextFrontend(mode="bytes")
