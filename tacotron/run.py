@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -30,19 +30,11 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class RunConfig:
-    """One training run. ``data`` is a proxy instance 'VOICE@RATE' or an LJSpeech-layout folder."""
+class TrainingSetup:
+    """What every training run needs besides its data and its knob source (shared by the env)."""
 
-    data: str = "en-us@170"
     model: str = "tiny"
-    schedule: str = "hand"
-    max_steps: int = 400
-    val_every: int = 50
-    ckpt_every: int = 100
-    out_dir: str = "runs/train"
-    resume: bool = False
-    threads: int = 2
-    tensorboard: bool = True
+    threads: int = 2  # torch CPU threads; 0 leaves torch's default
     proxy: ProxyOptions = field(default_factory=ProxyOptions)
     audio: AudioConfig = field(default_factory=AudioConfig)
     dataset: DataConfig = field(default_factory=DataConfig)
@@ -50,11 +42,28 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self) -> None:
+        ModelConfig.preset(self.model, n_symbols=1)  # fails early on an unknown preset
+
+
+@dataclass
+class RunConfig(TrainingSetup):
+    """One training run. ``data`` is a proxy instance 'VOICE@RATE' or an LJSpeech-layout folder."""
+
+    data: str = "en-us@170"
+    schedule: str = "hand"
+    max_steps: int = 400
+    val_every: int = 50
+    ckpt_every: int = 100
+    out_dir: str = "runs/train"
+    resume: bool = False
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         for key in ("max_steps", "val_every", "ckpt_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}={getattr(self, key)} must be >= 1")
         get_schedule(self.schedule)
-        ModelConfig.preset(self.model, n_symbols=1)  # fails early on an unknown preset
 
 
 def load_data(data: str, proxy: ProxyOptions, audio: AudioConfig, dataset: DataConfig,
@@ -68,12 +77,13 @@ def load_data(data: str, proxy: ProxyOptions, audio: AudioConfig, dataset: DataC
     return load_corpus(generate_proxy_corpus(parse_instance(data, proxy), progress=progress), audio, dataset, progress)
 
 
-def build_trainer(cfg: RunConfig, log_dir: Path | None, progress: bool = True) -> Trainer:
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    corpus = load_data(cfg.data, cfg.proxy, cfg.audio, cfg.dataset, progress)
-    model_cfg = ModelConfig.preset(cfg.model, corpus.frontend.n_symbols, cfg.audio.n_mels)
-    return Trainer(corpus, model_cfg, cfg.trainer, cfg.loss, log_dir=log_dir)
+def build_trainer(setup: TrainingSetup, corpus: Corpus, log_dir: Path | None = None,
+                  seed: int | None = None) -> Trainer:
+    if setup.threads > 0:
+        torch.set_num_threads(setup.threads)
+    model_cfg = ModelConfig.preset(setup.model, corpus.frontend.n_symbols, setup.audio.n_mels)
+    trainer_cfg = setup.trainer if seed is None else replace(setup.trainer, seed=seed)
+    return Trainer(corpus, model_cfg, trainer_cfg, setup.loss, log_dir=log_dir)
 
 
 @dataclass
@@ -98,7 +108,8 @@ def train_run(cfg: RunConfig, knob_fn: Callable[[int, int], Knobs] | None = None
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     knob_fn = knob_fn or get_schedule(cfg.schedule)
-    trainer = build_trainer(cfg, out / "tb" if cfg.tensorboard else None, progress)
+    corpus = load_data(cfg.data, cfg.proxy, cfg.audio, cfg.dataset, progress)
+    trainer = build_trainer(cfg, corpus, out / "tb" if cfg.tensorboard else None)
     history, knob_rows = [], []
     latest = checkpoint.latest(out / "checkpoints") if cfg.resume else None
     if latest is not None:

@@ -3,7 +3,8 @@
 ``Trainer.set_knobs`` is the only writer of the optimiser's learning rate, the dropout ``p``,
 ``r`` and the teacher-forcing ratio. ``step()`` returns a ``StepStats`` computed from tensors the
 step already has (no extra forward pass). A non-finite loss or gradient skips the update and
-restores the last good in-memory snapshot of model and optimiser.
+restores the last good in-memory snapshot of model and optimiser; so does a finite loss above
+``max_loss`` (an explosion that would otherwise poison Adam's moments).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class TrainerConfig:
     amp: bool = True  # mixed precision, only on CUDA
     infer_utts: int = 4  # val utterances decoded free-running at each validation
     snapshot_every: int = 10  # steps between in-memory rollback snapshots
+    max_loss: float = 1000.0  # a finite loss above this is an explosion, rolled back like a NaN
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -44,6 +46,8 @@ class TrainerConfig:
             raise ValueError(f"trainer.grad_clip={self.grad_clip} must be > 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"trainer.device={self.device!r} must be auto, cpu or cuda")
+        if self.max_loss <= 0:
+            raise ValueError(f"trainer.max_loss={self.max_loss} must be > 0")
         if self.infer_utts < 1 or self.snapshot_every < 1:
             raise ValueError("trainer.infer_utts and trainer.snapshot_every must be >= 1")
 
@@ -123,7 +127,8 @@ class Trainer:
         self.optimizer.load_state_dict(self._snapshot["optimizer"])
         self.set_knobs(self.knobs)  # the snapshot's param groups carry an old lr
         self.rollbacks += 1
-        log.warning("step %d: non-finite loss or gradient; rolled back to the last good snapshot", self.step_count)
+        log.warning("step %d: exploding or non-finite loss or gradient; rolled back to the last good snapshot",
+                    self.step_count)
 
     def step(self) -> StepStats:
         """One optimiser step at the current knobs."""
@@ -135,7 +140,7 @@ class Trainer:
             terms = tacotron_loss(out, batch.mels, batch.mel_lengths, batch.text_lengths, k.r, k.ga_weight,
                                   self.loss_cfg)
         self.optimizer.zero_grad(set_to_none=True)
-        finite_loss = bool(torch.isfinite(terms.total))
+        finite_loss = bool(torch.isfinite(terms.total)) and terms.total.item() <= self.cfg.max_loss
         grad_norm = math.nan
         if finite_loss:
             self.scaler.scale(terms.total).backward()

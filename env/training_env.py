@@ -1,0 +1,151 @@
+"""``tacotune/TacotronTraining-v0``: one proxy Tacotron2 training run is one episode."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from env.actions import ActionConfig, apply_action
+from env.instances import load_instance_set
+from env.observations import OBS_LIMIT, OBS_NAMES, build_observation
+from env.reward import RewardConfig, composite_score, reward_parts
+from tacotron.data import Corpus
+from tacotron.knobs import Knobs
+from tacotron.metrics import is_aligned
+from tacotron.run import TrainingSetup, build_trainer, load_data
+
+
+@dataclass
+class EnvConfig(TrainingSetup):
+    instance_set: str = "train"
+    instances: list[str] = field(default_factory=list)  # names or LJSpeech paths; overrides instance_set
+    instance_mode: str = "cycle"  # cycle | random
+    steps_per_action: int = 20  # K optimiser steps per env step
+    episode_steps: int = 300  # optimiser steps per episode
+    val_every: int = 1  # env steps between validations (one also runs at reset and at the end)
+    max_window_rollbacks: int = 5  # rollbacks in one window that count as unrecoverable divergence
+    seed: int = 0
+    log_dir: str | None = None  # TensorBoard, one folder per episode
+    actions: ActionConfig = field(default_factory=ActionConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.instance_mode not in ("cycle", "random"):
+            raise ValueError(f"instance_mode={self.instance_mode!r} must be cycle or random")
+        for key in ("steps_per_action", "episode_steps", "val_every", "max_window_rollbacks"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}={getattr(self, key)} must be >= 1")
+
+
+class TrainingEnv(gym.Env):
+    """Schedule the five Tacotron2 knobs of a proxy training run.
+
+    ## Description
+    ``reset`` starts a fresh run (new model, an instance from the instance set); each ``step``
+    applies the action to the knobs, runs K optimiser steps and observes that window.
+
+    ## Action Space
+    ``Box(-1, 1, (n_active,))``, one dimension per knob not frozen, in the order of
+    ``tacotron.knobs.KNOB_NAMES`` (lr, ga_weight, dropout, r, tf_ratio); see ``env.actions``.
+
+    ## Observation Space
+    ``Box(-10, 10, (len(OBS_NAMES),), float32)``; names in ``obs_names``, meanings in
+    ``env.observations``.
+
+    ## Rewards
+    Potential-based on the composite validation score; see ``env.reward``.
+
+    ## Starting State
+    Static default knobs (clipped to the action bounds), an untrained model.
+
+    ## Episode End
+    Truncated after ``episode_steps`` optimiser steps. Terminated, with ``divergence_penalty``,
+    when one window rolls back ``max_window_rollbacks`` times.
+
+    ## Arguments
+    ``TrainingEnv(config: EnvConfig | None = None, **overrides)``; overrides are EnvConfig fields.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: EnvConfig | None = None, **overrides):
+        self.cfg = dataclasses.replace(config or EnvConfig(), **overrides)
+        self.instances = list(self.cfg.instances) or load_instance_set(self.cfg.instance_set)
+        self.obs_names = list(OBS_NAMES)
+        self.observation_space = gym.spaces.Box(-OBS_LIMIT, OBS_LIMIT, (len(OBS_NAMES),), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (len(self.cfg.actions.active),), np.float32)
+        self._corpora: dict[str, Corpus] = {}
+        self._episode = 0
+        self.trainer = None
+
+    def _corpus(self, instance: str) -> Corpus:
+        if instance not in self._corpora:
+            self._corpora[instance] = load_data(instance, self.cfg.proxy, self.cfg.audio, self.cfg.dataset,
+                                                progress=False)
+        return self._corpora[instance]
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed if seed is not None else (self.cfg.seed if self.trainer is None else None))
+        if seed is not None:
+            self._episode = 0  # seeded instance cycling restarts
+        if options and options.get("instance"):
+            self.instance = options["instance"]
+        elif self.cfg.instance_mode == "random":
+            self.instance = self.instances[int(self.np_random.integers(len(self.instances)))]
+        else:
+            self.instance = self.instances[self._episode % len(self.instances)]
+        self._episode += 1
+        log_dir = Path(self.cfg.log_dir) / f"episode_{self._episode:05d}" if self.cfg.log_dir else None
+        if self.trainer is not None and self.trainer.logger:
+            self.trainer.logger.close()
+        self.trainer = build_trainer(self.cfg, self._corpus(self.instance), log_dir,
+                                     seed=int(self.np_random.integers(2**31 - 1)))
+        self.trainer.set_knobs(self.cfg.actions.clip(Knobs().as_dict()))
+        self._val = self.trainer.validate()
+        self._score = self._initial_score = composite_score(self._val, self.cfg.reward)
+        self._env_steps = 0
+        self._aligned_at = None
+        self._trajectory = [{"step": 0, **self.trainer.knobs.as_dict()}]
+        return self._observe([]), {"instance": self.instance, "score": self._score}
+
+    def _observe(self, window) -> np.ndarray:
+        return build_observation(window, self._val, self.trainer.knobs,
+                                 self.trainer.step_count / self.cfg.episode_steps, self.cfg.actions)
+
+    def step(self, action):
+        if self.trainer is None:
+            raise RuntimeError("call reset() before step()")
+        tr = self.trainer
+        tr.set_knobs(apply_action(tr.knobs, action, self.cfg.actions))
+        self._trajectory.append({"step": tr.step_count, **tr.knobs.as_dict()})
+        window = tr.run(min(self.cfg.steps_per_action, self.cfg.episode_steps - tr.step_count))
+        self._env_steps += 1
+        rollbacks = sum(s.rolled_back for s in window)
+        diverged = rollbacks >= self.cfg.max_window_rollbacks
+        truncated = tr.step_count >= self.cfg.episode_steps and not diverged
+        prev_score = self._score
+        if self._env_steps % self.cfg.val_every == 0 or truncated or diverged:
+            self._val = tr.validate()
+            self._score = composite_score(self._val, self.cfg.reward)
+        newly_aligned = self._aligned_at is None and is_aligned(self._val.infer_diagonality, self._val.gate_accuracy)
+        if newly_aligned:
+            self._aligned_at = tr.step_count
+        parts = reward_parts(prev_score, self._score, rollbacks, newly_aligned, diverged, self.cfg.reward)
+        info = {"instance": self.instance, "score": self._score, "rollbacks": rollbacks,
+                "knobs": tr.knobs.as_dict(), **{f"reward/{k}": v for k, v in parts.items()}}
+        if truncated or diverged:
+            info |= {"final_score": self._score, "initial_score": self._initial_score,
+                     "steps_to_align": self._aligned_at, "knob_trajectory": list(self._trajectory),
+                     "val": {k: v for k, v in dataclasses.asdict(self._val).items() if k != "extras"}}
+        if tr.logger:
+            for key, value in parts.items():
+                tr.logger.writer.add_scalar(f"reward/{key}", value, tr.step_count)
+        return self._observe(window), float(parts["reward"]), diverged, truncated, info
+
+    def close(self) -> None:
+        if self.trainer is not None and self.trainer.logger:
+            self.trainer.logger.close()

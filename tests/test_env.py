@@ -1,0 +1,130 @@
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import env  # noqa: F401  (registers the env)
+from env.actions import ActionConfig, KnobSpec, apply_action
+from env.observations import OBS_NAMES
+from env.training_env import EnvConfig, TrainingEnv
+from tacotron.knobs import KNOB_NAMES, Knobs
+from tacotron.trainer import TrainerConfig
+
+
+@pytest.fixture
+def small_cfg(tiny_corpus_dir):
+    return EnvConfig(instances=[str(tiny_corpus_dir)], episode_steps=6, steps_per_action=2,
+                     trainer=TrainerConfig(batch_size=4, device="cpu"))
+
+
+def test_both_env_checkers_pass_without_warnings(small_cfg):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gym_check_env(gym.make("tacotune/TacotronTraining-v0", config=small_cfg).unwrapped)
+        sb3_check_env(gym.make("tacotune/TacotronTraining-v0", config=small_cfg).unwrapped, warn=True)
+
+
+def test_make_with_overrides(small_cfg, tiny_corpus_dir):
+    e = gym.make("tacotune/TacotronTraining-v0", instances=[str(tiny_corpus_dir)], episode_steps=4,
+                 steps_per_action=2, trainer=TrainerConfig(batch_size=4))
+    obs, _ = e.reset(seed=1)
+    assert obs.shape == (len(OBS_NAMES),) and e.unwrapped.obs_names == list(OBS_NAMES)
+    assert e.observation_space.contains(obs)
+
+
+def test_seeded_episodes_are_deterministic(small_cfg):
+    def rollout():
+        e = TrainingEnv(small_cfg)
+        obs, _ = e.reset(seed=7)
+        out = [obs]
+        for a in ([0.5, -0.5, 0.2, 0.0, -1.0], [-1, 1, 0, 1, 0], [0, 0, 0, 0, 0]):
+            out.append(e.step(np.array(a, dtype=np.float32))[0])
+        return np.stack(out)
+    np.testing.assert_array_equal(rollout(), rollout())
+
+
+def test_episode_end_info_and_telescoping_return(small_cfg):
+    e = TrainingEnv(small_cfg)
+    _, info0 = e.reset(seed=0)
+    total, done, n = 0.0, False, 0
+    while not done:
+        _, r, term, trunc, info = e.step(np.zeros(5, dtype=np.float32))
+        total, done, n = total + r, term or trunc, n + 1
+    assert trunc and not term and n == 3 and e.trainer.step_count == 6
+    assert info["initial_score"] == info0["score"]
+    bonus = 0.2 if info["steps_to_align"] is not None else 0.0
+    assert total == pytest.approx(info["final_score"] - info["initial_score"] + bonus, abs=1e-6)
+    assert len(info["knob_trajectory"]) == 4 and set(info["knob_trajectory"][0]) == {"step", *KNOB_NAMES}
+
+
+def test_instances_cycle_and_option(small_cfg, tiny_corpus_dir):
+    e = TrainingEnv(small_cfg, instances=[str(tiny_corpus_dir), "en-us@180"], episode_steps=2,
+                    proxy=small_cfg.proxy.__class__(n_utts=24, max_words=3))
+    seen = [e.reset(seed=0)[1]["instance"], e.reset()[1]["instance"], e.reset()[1]["instance"]]
+    assert seen == [str(tiny_corpus_dir), "en-us@180", str(tiny_corpus_dir)]
+    assert e.reset(options={"instance": "en-us@180"})[1]["instance"] == "en-us@180"
+
+
+def test_blow_up_action_is_penalised_not_fatal(small_cfg):
+    """Maximum LR at (practically) no clipping explodes the loss: rollbacks, penalty, clean end."""
+    wild = ActionConfig(mode="absolute", lr=KnobSpec(1e-5, 1.0, 1.0))
+    e = TrainingEnv(small_cfg, actions=wild, trainer=TrainerConfig(batch_size=4, grad_clip=1e6),
+                    episode_steps=20, steps_per_action=4, max_window_rollbacks=2)
+    e.reset(seed=0)
+    done, info, steps = False, {}, []
+    while not done:
+        obs, r, term, trunc, info = e.step(np.array([1.0, 0, 0, 0, 0], dtype=np.float32))
+        steps.append((r, info["rollbacks"], info["reward/rollback_penalty"], term))
+        done = term or trunc
+    assert term, steps
+    assert info["reward/divergence_penalty"] == -1.0 and r < -1.0
+    assert all(pen == -0.05 * rb for _, rb, pen, _ in steps) and sum(rb for _, rb, _, _ in steps) >= 2
+    assert np.isfinite(obs).all() and np.isfinite(info["final_score"])
+    assert all(np.isfinite(p.detach().numpy()).all() for p in e.trainer.model.parameters())
+
+
+# --- the pure action mapping -------------------------------------------------------------
+
+def test_relative_actions():
+    cfg = ActionConfig()
+    k = Knobs(lr=1e-3, ga_weight=5.0, dropout=0.1, r=3, tf_ratio=1.0)
+    out = apply_action(k, np.array([-1.0, 1.0, 1.0, 0.9, -1.0]), cfg)
+    assert out.lr == pytest.approx(5e-4) and out.ga_weight == 8.0 and out.dropout == pytest.approx(0.15)
+    assert out.r == 4 and out.tf_ratio == pytest.approx(0.9)
+    assert apply_action(k, np.array([0, 0, 0, 0.3, 0]), cfg).r == 3  # below the threshold
+    assert apply_action(k, np.array([0, 0, 0, -0.9, 0]), cfg).r == 2
+
+
+def test_actions_clip_to_bounds():
+    cfg = ActionConfig()
+    k = Knobs(lr=2e-3, ga_weight=19.0, dropout=0.0, r=5, tf_ratio=0.3)
+    out = apply_action(k, np.array([5.0, 1.0, -1.0, 1.0, -1.0]), cfg)
+    assert (out.lr, out.ga_weight, out.dropout, out.r, out.tf_ratio) == (2e-3, 20.0, 0.0, 5, 0.3)
+
+
+def test_absolute_actions():
+    cfg = ActionConfig(mode="absolute")
+    lo = apply_action(Knobs(), -np.ones(5), cfg)
+    hi = apply_action(Knobs(), np.ones(5), cfg)
+    assert (lo.lr, lo.ga_weight, lo.dropout, lo.r, lo.tf_ratio) == pytest.approx((1e-5, 0.0, 0.0, 1, 0.3))
+    assert (hi.lr, hi.ga_weight, hi.dropout, hi.r, hi.tf_ratio) == pytest.approx((2e-3, 20.0, 0.5, 5, 1.0))
+
+
+def test_frozen_knobs_lose_their_dimension(small_cfg):
+    cfg = ActionConfig(r=KnobSpec(1, 5, 0.5, frozen=True), dropout=KnobSpec(0, 0.5, 0.05, frozen=True))
+    assert cfg.active == ["lr", "ga_weight", "tf_ratio"]
+    out = apply_action(Knobs(r=3, dropout=0.1), np.ones(3), cfg)
+    assert out.r == 3 and out.dropout == 0.1 and out.ga_weight == 8.0
+    with pytest.raises(ValueError, match="expected 3"):
+        apply_action(Knobs(), np.ones(5), cfg)
+    assert TrainingEnv(small_cfg, actions=cfg).action_space.shape == (3,)
+
+
+def test_bad_env_config():
+    with pytest.raises(ValueError, match="instance_mode"):
+        EnvConfig(instance_mode="shuffle")
+    with pytest.raises(ValueError, match="instance_set='nope'"):
+        TrainingEnv(instance_set="nope")
