@@ -17,6 +17,8 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from controller.deploy import DeployConfig, deploy
+from controller.train import ControllerConfig, train_controller
 from env.instances import CONFIG_DIR, load_instance_set
 from tacotron.proxy import ProxyOptions, generate_proxy_corpus, parse_instance
 from tacotron.run import RunConfig, train_run
@@ -35,10 +37,9 @@ class DemoCommand:
     train: RunConfig = dataclasses.field(default_factory=lambda: RunConfig(out_dir="runs/demo"))
 
 
-SCHEMAS = {"train": RunConfig, "proxy": ProxyCommand, "demo": DemoCommand}
-ConfigStore.instance().store(name="run_schema", node=RunConfig)
-ConfigStore.instance().store(name="proxy_schema", node=ProxyCommand)
-ConfigStore.instance().store(name="demo_schema", node=DemoCommand)
+for schema_name, schema in {"run_schema": RunConfig, "proxy_schema": ProxyCommand, "demo_schema": DemoCommand,
+                            "controller_schema": ControllerConfig, "deploy_schema": DeployConfig}.items():
+    ConfigStore.instance().store(name=schema_name, node=schema)
 
 
 def load_config(name: str, overrides: list[str]):
@@ -71,6 +72,16 @@ def cmd_train(cfg: RunConfig) -> None:
           f"rollbacks {summary.rollbacks}; outputs in {cfg.out_dir} (tensorboard --logdir {cfg.out_dir}/tb)")
 
 
+def cmd_controller_train(cfg: ControllerConfig) -> None:
+    print(f"policy written to {train_controller(cfg)}")
+
+
+def cmd_controller_deploy(cfg: DeployConfig) -> None:
+    s = deploy(cfg)
+    print(f"done: final score {s['final_score']:.3f}, steps to align {s['steps_to_align']}, "
+          f"rollbacks {s['rollbacks']}; knob trajectory in {cfg.out_dir}/knobs.csv and knobs.png")
+
+
 def cmd_demo(cfg: DemoCommand) -> None:
     for set_name in ("train", "heldout"):
         for name in load_instance_set(set_name):
@@ -82,6 +93,10 @@ COMMANDS: dict[tuple[str, ...], tuple[str, Callable, str]] = {
     ("data", "proxy"): ("proxy", cmd_proxy, "Synthesise an espeak-ng proxy corpus in the LJSpeech layout."),
     ("train",): ("train", cmd_train, "Train Tacotron2 on a proxy instance or an LJSpeech folder with a "
                                       "knob schedule (static or hand); checkpoints, TensorBoard, resume."),
+    ("controller", "train"): ("controller/ppo", cmd_controller_train,
+                              "Train a PPO scheduling policy across proxy runs; checkpoints and resume=true."),
+    ("controller", "deploy"): ("controller/deploy", cmd_controller_deploy,
+                               "Schedule a training run with a trained policy; writes knobs.csv/png."),
     ("demo",): ("demo", cmd_demo, "The README's main job: build the train and held-out proxy corpora, "
                                    "then train a tiny model with the hand schedule."),
 }

@@ -112,6 +112,13 @@ class TrainingEnv(gym.Env):
         self._trajectory = [{"step": 0, **self.trainer.knobs.as_dict()}]
         return self._observe([]), {"instance": self.instance, "score": self._score}
 
+    def resume_trainer(self, path: Path) -> np.ndarray:
+        """Continue the current episode from a trainer checkpoint (deploy's resume) -> observation."""
+        self.trainer.restore(path)
+        self._val = self.trainer.validate()
+        self._score = composite_score(self._val, self.cfg.reward)
+        return self._observe([])
+
     def _observe(self, window) -> np.ndarray:
         return build_observation(window, self._val, self.trainer.knobs,
                                  self.trainer.step_count / self.cfg.episode_steps, self.cfg.actions)

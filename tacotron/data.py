@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +106,7 @@ def _load_mel(wav_path: Path, cache: Path, audio: AudioConfig, report: LoadRepor
         report.cache_hits += 1
         return np.load(cached)
     mel = mel_spectrogram(load_wav(wav_path, audio.sample_rate), audio)
-    tmp = cached.with_suffix(".tmp.npy")
+    tmp = cached.with_name(f".{cached.stem}.{os.getpid()}.npy")  # per process: parallel envs share the cache
     np.save(tmp, mel)
     tmp.replace(cached)  # atomic: an interrupted run never leaves a truncated cache file
     return mel

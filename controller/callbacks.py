@@ -1,0 +1,110 @@
+"""SB3 callbacks: checkpoints that resume, held-out evaluation, and a progress bar.
+
+Callbacks read what they need from the env's ``info`` (``final_score``, ``steps_to_align``), never
+from the algorithm's ``locals()`` by string key beyond SB3's documented ``infos``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecNormalize
+from tqdm import tqdm
+
+from controller.policy_io import save_policy
+from env.training_env import EnvConfig, TrainingEnv
+
+
+class PeriodicCallback(BaseCallback):
+    """Calls ``_on_period`` whenever the env-step count crosses a multiple of ``every`` (resume-safe)."""
+
+    def __init__(self, every: int):
+        super().__init__()
+        self.every = every
+
+    def _on_training_start(self) -> None:
+        self._period = self.num_timesteps // self.every
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps // self.every > self._period:
+            self._period = self.num_timesteps // self.every
+            self._on_period()
+        return True
+
+    def _on_period(self) -> None:
+        raise NotImplementedError
+
+
+class CheckpointCallback(PeriodicCallback):
+    """Writes the model and VecNormalize stats (atomically) to ``directory/step_N``."""
+
+    def __init__(self, directory: Path, every: int, env_cfg: EnvConfig):
+        super().__init__(every)
+        self.directory, self.env_cfg = Path(directory), env_cfg
+
+    def _on_period(self) -> None:
+        save_policy(self.model, self.directory / f"step_{self.num_timesteps}", self.env_cfg)
+
+
+class EpisodeLogCallback(BaseCallback):
+    """Logs each finished training episode's final score and steps to align to TensorBoard."""
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", []):
+            if "final_score" in info:
+                self.logger.record_mean("episode/final_score", info["final_score"])
+                self.logger.record_mean("episode/score_gain", info["final_score"] - info["initial_score"])
+                aligned = info["steps_to_align"]
+                self.logger.record_mean("episode/aligned", float(aligned is not None))
+        return True
+
+
+def evaluate_policy_on(model, vec_normalize: VecNormalize | None, env: TrainingEnv, instances: list[str],
+                       seed: int = 0) -> list[dict]:
+    """Deterministic episodes, one per instance -> the final ``info`` of each."""
+    results = []
+    for i, instance in enumerate(instances):
+        obs, _ = env.reset(seed=seed + i, options={"instance": instance})
+        done, info = False, {}
+        while not done:
+            norm = vec_normalize.normalize_obs(obs) if vec_normalize is not None else obs
+            action, _ = model.predict(norm, deterministic=True)
+            obs, _, term, trunc, info = env.step(action)
+            done = term or trunc
+        results.append(info)
+    return results
+
+
+class HeldOutEvalCallback(PeriodicCallback):
+    """Runs the deterministic policy on held-out instances and logs their final scores."""
+
+    def __init__(self, env_cfg: EnvConfig, instances: list[str], every: int, log_path: Path):
+        super().__init__(every)
+        self.env = TrainingEnv(env_cfg, instances=instances)
+        self.instances, self.log_path = instances, Path(log_path)
+
+    def _on_period(self) -> None:
+        results = evaluate_policy_on(self.model, self.model.get_vec_normalize_env(), self.env, self.instances)
+        scores = [r["final_score"] for r in results]
+        self.logger.record("eval/heldout_final_score", float(np.mean(scores)))
+        self.logger.record("eval/heldout_aligned", float(np.mean([r["steps_to_align"] is not None for r in results])))
+        with self.log_path.open("a") as fh:
+            fh.write(json.dumps({"timesteps": self.num_timesteps, "final_scores": scores}) + "\n")
+
+
+class ProgressCallback(BaseCallback):
+    def __init__(self, total: int):
+        super().__init__()
+        self.total = total
+
+    def _on_training_start(self) -> None:
+        self.bar = tqdm(total=self.total, initial=self.num_timesteps, desc="PPO env steps")
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()

@@ -1,0 +1,38 @@
+"""A policy directory: everything deploy needs, written atomically.
+
+``model.zip`` (SB3 PPO), ``vecnormalize.pkl`` (observation/reward statistics) and
+``env_config.json`` (the EnvConfig it was trained with, instance sets included).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from env.training_env import EnvConfig
+
+
+def save_policy(model, directory: Path, env_cfg: EnvConfig) -> None:
+    directory = Path(directory)
+    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save(tmp / "model.zip")
+    if model.get_vec_normalize_env() is not None:
+        model.get_vec_normalize_env().save(str(tmp / "vecnormalize.pkl"))
+    (tmp / "env_config.json").write_text(json.dumps(dataclasses.asdict(env_cfg), indent=2))
+    shutil.rmtree(directory, ignore_errors=True)
+    os.replace(tmp, directory)
+
+
+def load_env_config(directory: Path) -> EnvConfig:
+    path = Path(directory) / "env_config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} is not a policy directory (no env_config.json)")
+    merged = OmegaConf.merge(OmegaConf.structured(EnvConfig), json.loads(path.read_text()))
+    return OmegaConf.to_object(merged)
+

@@ -1,0 +1,104 @@
+"""Train a PPO scheduling policy across proxy runs (stable-baselines3).
+
+Proxy episodes are expensive (about half a minute each), so PPO collects few samples per update
+(small ``n_steps`` per env) and discounts over about one episode (gamma 0.95 ≈ a 20-step horizon
+for 15-step episodes). Runs resume from the newest checkpoint; a killed run loses at most one
+checkpoint interval.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+
+from controller.callbacks import CheckpointCallback, EpisodeLogCallback, HeldOutEvalCallback, ProgressCallback
+from controller.policy_io import save_policy
+from env.instances import load_instance_set
+from env.training_env import EnvConfig, TrainingEnv
+from tacotron import checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PPOConfig:
+    n_steps: int = 16  # per env, per update
+    batch_size: int = 32
+    n_epochs: int = 10
+    gamma: float = 0.95
+    gae_lambda: float = 0.9
+    learning_rate: float = 3e-4
+    clip_range: float = 0.2
+    ent_coef: float = 0.0
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+
+
+@dataclass
+class ControllerConfig:
+    out_dir: str = "runs/controller"
+    total_timesteps: int = 2000  # env steps over all envs
+    n_envs: int = 2  # parallel proxy runs (SubprocVecEnv, spawn)
+    seed: int = 0
+    resume: bool = False
+    checkpoint_every: int = 200
+    eval_every: int = 0  # env steps between held-out evaluations; 0 = only at the end
+    heldout_set: str = "heldout"
+    tensorboard: bool = True
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    env: EnvConfig = field(default_factory=lambda: EnvConfig(threads=1))
+
+    def __post_init__(self) -> None:
+        for key in ("total_timesteps", "n_envs", "checkpoint_every"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}={getattr(self, key)} must be >= 1")
+
+
+def _make_env(env_cfg: EnvConfig, seed: int):
+    def build():
+        return Monitor(TrainingEnv(dataclasses.replace(env_cfg, seed=seed)))
+    return build
+
+
+def make_vec_env(cfg: ControllerConfig) -> VecNormalize:
+    builders = [_make_env(cfg.env, cfg.seed + 1000 * i) for i in range(cfg.n_envs)]
+    venv = SubprocVecEnv(builders, start_method="spawn") if cfg.n_envs > 1 else DummyVecEnv(builders)
+    return VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=cfg.ppo.gamma)
+
+
+def train_controller(cfg: ControllerConfig) -> Path:
+    """Train (or resume) and write the final policy directory ``out_dir/policy``; returns it."""
+    out = Path(cfg.out_dir)
+    ckpt_dir = out / "checkpoints"
+    heldout = load_instance_set(cfg.heldout_set)
+    venv = make_vec_env(cfg)
+    latest = checkpoint.latest(ckpt_dir, "step_*") if cfg.resume else None
+    ppo_kwargs = {k: v for k, v in dataclasses.asdict(cfg.ppo).items() if k != "net_arch"}
+    tb = str(out / "tb") if cfg.tensorboard else None
+    if latest is not None:
+        venv = VecNormalize.load(str(latest / "vecnormalize.pkl"), venv.venv)
+        model = PPO.load(latest / "model.zip", env=venv, tensorboard_log=tb)
+        log.info("resumed PPO from %s at %d env steps", latest, model.num_timesteps)
+    else:
+        model = PPO("MlpPolicy", venv, seed=cfg.seed, verbose=0, tensorboard_log=tb,
+                    policy_kwargs={"net_arch": list(cfg.ppo.net_arch)}, **ppo_kwargs)
+    callbacks = [CheckpointCallback(ckpt_dir, cfg.checkpoint_every, cfg.env), EpisodeLogCallback(),
+                 ProgressCallback(cfg.total_timesteps)]
+    if cfg.eval_every > 0:
+        callbacks.append(HeldOutEvalCallback(cfg.env, heldout, cfg.eval_every, out / "heldout_eval.jsonl"))
+    remaining = cfg.total_timesteps - model.num_timesteps
+    if remaining > 0:
+        model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=latest is None,
+                    tb_log_name="ppo")
+    policy_dir = out / "policy"
+    save_policy(model, policy_dir, cfg.env)
+    (policy_dir / "instances.json").write_text(json.dumps(
+        {"train": list(cfg.env.instances) or load_instance_set(cfg.env.instance_set), "heldout": heldout}, indent=2))
+    venv.close()
+    return policy_dir

@@ -1,0 +1,63 @@
+import json
+
+import pytest
+
+from controller.deploy import DeployConfig, deploy
+from controller.policy_io import load_env_config
+from controller.train import ControllerConfig, PPOConfig, train_controller
+from env.actions import ActionConfig, KnobSpec
+from env.training_env import EnvConfig
+from tacotron.trainer import TrainerConfig
+
+
+def _cfg(corpus_dir, out, **kw) -> ControllerConfig:
+    env = EnvConfig(instances=[str(corpus_dir)], episode_steps=4, steps_per_action=2, threads=1,
+                    trainer=TrainerConfig(batch_size=4, device="cpu"))
+    base = dict(out_dir=str(out), total_timesteps=32, n_envs=1, checkpoint_every=16, tensorboard=False,
+                ppo=PPOConfig(n_steps=16, batch_size=16, n_epochs=2), env=env)
+    return ControllerConfig(**(base | kw))
+
+
+@pytest.mark.slow
+def test_ppo_trains_saves_reloads_and_deploys(tiny_corpus_dir, tmp_path):
+    cfg = _cfg(tiny_corpus_dir, tmp_path / "ctl", total_timesteps=256, n_envs=2, checkpoint_every=128)
+    policy = train_controller(cfg)
+    assert {p.name for p in policy.iterdir()} >= {"model.zip", "vecnormalize.pkl", "env_config.json",
+                                                  "instances.json"}
+    assert load_env_config(policy) == cfg.env
+    assert json.loads((policy / "instances.json").read_text())["train"] == [str(tiny_corpus_dir)]
+    out = tmp_path / "deploy"
+    summary = deploy(DeployConfig(policy=str(policy), data=str(tiny_corpus_dir), max_steps=8, out_dir=str(out),
+                                  tensorboard=False), progress=False)
+    assert summary["steps_per_action"] == 4  # 2 decisions per training episode -> K scales with the run
+    assert 0 <= summary["final_score"] <= 1 and summary["rollbacks"] == 0
+    rows = (out / "knobs.csv").read_text().strip().split("\n")
+    assert len(rows) == 3 and (out / "knobs.png").stat().st_size > 0
+
+
+def test_resume_continues_the_step_count(tiny_corpus_dir, tmp_path):
+    from stable_baselines3 import PPO
+    out = tmp_path / "ctl"
+    train_controller(_cfg(tiny_corpus_dir, out, total_timesteps=16))
+    assert PPO.load(out / "checkpoints" / "step_16" / "model.zip").num_timesteps == 16
+    train_controller(_cfg(tiny_corpus_dir, out, total_timesteps=32, resume=True))
+    assert PPO.load(out / "policy" / "model.zip").num_timesteps == 32
+    assert (out / "checkpoints" / "step_32").is_dir()
+
+
+def test_deploy_refuses_a_mismatched_policy(tiny_corpus_dir, tmp_path):
+    policy = train_controller(_cfg(tiny_corpus_dir, tmp_path / "ctl", total_timesteps=16))
+    env_json = policy / "env_config.json"
+    cfg = json.loads(env_json.read_text())
+    cfg["actions"]["r"]["frozen"] = True  # the policy was trained with 5 action dims
+    env_json.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="expects action shape"):
+        deploy(DeployConfig(policy=str(policy), data=str(tiny_corpus_dir), max_steps=4,
+                            out_dir=str(tmp_path / "d"), tensorboard=False), progress=False)
+    with pytest.raises(FileNotFoundError, match="not a policy directory"):
+        deploy(DeployConfig(policy=str(tmp_path), data=str(tiny_corpus_dir)), progress=False)
+
+
+def test_frozen_knob_spec_roundtrips():
+    cfg = EnvConfig(actions=ActionConfig(dropout=KnobSpec(0.0, 0.5, 0.05, frozen=True)))
+    assert cfg.actions.active == ["lr", "ga_weight", "r", "tf_ratio"]
