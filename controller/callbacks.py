@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import VecNormalize
 from tqdm import tqdm
 
+from controller.episodes import policy_decider, run_episode
 from controller.policy_io import save_policy
 from env.training_env import EnvConfig, TrainingEnv
 
@@ -61,22 +61,6 @@ class EpisodeLogCallback(BaseCallback):
         return True
 
 
-def evaluate_policy_on(model, vec_normalize: VecNormalize | None, env: TrainingEnv, instances: list[str],
-                       seed: int = 0) -> list[dict]:
-    """Deterministic episodes, one per instance -> the final ``info`` of each."""
-    results = []
-    for i, instance in enumerate(instances):
-        obs, _ = env.reset(seed=seed + i, options={"instance": instance})
-        done, info = False, {}
-        while not done:
-            norm = vec_normalize.normalize_obs(obs) if vec_normalize is not None else obs
-            action, _ = model.predict(norm, deterministic=True)
-            obs, _, term, trunc, info = env.step(action)
-            done = term or trunc
-        results.append(info)
-    return results
-
-
 class HeldOutEvalCallback(PeriodicCallback):
     """Runs the deterministic policy on held-out instances and logs their final scores."""
 
@@ -86,7 +70,8 @@ class HeldOutEvalCallback(PeriodicCallback):
         self.instances, self.log_path = instances, Path(log_path)
 
     def _on_period(self) -> None:
-        results = evaluate_policy_on(self.model, self.model.get_vec_normalize_env(), self.env, self.instances)
+        decide = policy_decider(self.model, self.model.get_vec_normalize_env())
+        results = [run_episode(self.env, decide, instance, seed=i)[0] for i, instance in enumerate(self.instances)]
         scores = [r["final_score"] for r in results]
         self.logger.record("eval/heldout_final_score", float(np.mean(scores)))
         self.logger.record("eval/heldout_aligned", float(np.mean([r["steps_to_align"] is not None for r in results])))

@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import logging
 import sys
+from pathlib import Path
 from typing import Callable
 
 from hydra import compose, initialize_config_dir
@@ -17,6 +18,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from controller.compare import CompareConfig, compare
 from controller.deploy import DeployConfig, deploy
 from controller.train import ControllerConfig, train_controller
 from env.instances import CONFIG_DIR, load_instance_set
@@ -38,7 +40,8 @@ class DemoCommand:
 
 
 for schema_name, schema in {"run_schema": RunConfig, "proxy_schema": ProxyCommand, "demo_schema": DemoCommand,
-                            "controller_schema": ControllerConfig, "deploy_schema": DeployConfig}.items():
+                            "controller_schema": ControllerConfig, "deploy_schema": DeployConfig,
+                            "compare_schema": CompareConfig}.items():
     ConfigStore.instance().store(name=schema_name, node=schema)
 
 
@@ -82,6 +85,11 @@ def cmd_controller_deploy(cfg: DeployConfig) -> None:
           f"rollbacks {s['rollbacks']}; knob trajectory in {cfg.out_dir}/knobs.csv and knobs.png")
 
 
+def cmd_bench_compare(cfg: CompareConfig) -> None:
+    compare(cfg)
+    print((Path(cfg.out_dir) / "compare.md").read_text())
+
+
 def cmd_demo(cfg: DemoCommand) -> None:
     for set_name in ("train", "heldout"):
         for name in load_instance_set(set_name):
@@ -97,6 +105,9 @@ COMMANDS: dict[tuple[str, ...], tuple[str, Callable, str]] = {
                               "Train a PPO scheduling policy across proxy runs; checkpoints and resume=true."),
     ("controller", "deploy"): ("controller/deploy", cmd_controller_deploy,
                                "Schedule a training run with a trained policy; writes knobs.csv/png."),
+    ("bench", "compare"): ("bench/compare", cmd_bench_compare,
+                           "Equal-compute comparison of static, hand, Optuna and the policy on held-out "
+                           "instances; writes compare.json/.md/.png."),
     ("demo",): ("demo", cmd_demo, "The README's main job: build the train and held-out proxy corpora, "
                                    "then train a tiny model with the hand schedule."),
 }

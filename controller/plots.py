@@ -29,3 +29,33 @@ def plot_knob_trajectories(trajectories: dict[str, list[dict]], path: Path, titl
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def plot_curves(curves: dict[str, list[list[dict]]], path: Path) -> None:
+    """Composite score and validation mel loss against optimiser steps, mean over runs per method."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.5))
+    for label, runs in curves.items():
+        steps = [p["step"] for p in runs[0]]
+        for ax, key in zip(axes, ("score", "val_mel_loss", "infer_diagonality")):
+            values = [[p.get(key, float("nan")) for p in run] for run in runs]
+            ax.plot(steps, [sum(v[i] for v in values) / len(values) for i in range(len(steps))], label=label)
+            ax.set_title(key)
+            ax.set_xlabel("optimiser step")
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_alignments(alignments: dict, path: Path) -> None:
+    """Final free-running alignments side by side; each value is ``[T_dec, N]``."""
+    fig, axes = plt.subplots(1, len(alignments), figsize=(4 * len(alignments), 3.5), squeeze=False)
+    for ax, (label, a) in zip(axes[0], alignments.items()):
+        ax.imshow(a.T, origin="lower", aspect="auto", interpolation="none")
+        ax.set_title(label)
+        ax.set_xlabel("decoder step")
+        ax.set_ylabel("token")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -112,6 +112,11 @@ class TrainingEnv(gym.Env):
         self._trajectory = [{"step": 0, **self.trainer.knobs.as_dict()}]
         return self._observe([]), {"instance": self.instance, "score": self._score}
 
+    @property
+    def last_val(self):
+        """The latest ``ValStats`` (with the inference alignment in ``extras``)."""
+        return self._val
+
     def resume_trainer(self, path: Path) -> np.ndarray:
         """Continue the current episode from a trainer checkpoint (deploy's resume) -> observation."""
         self.trainer.restore(path)
@@ -124,10 +129,15 @@ class TrainingEnv(gym.Env):
                                  self.trainer.step_count / self.cfg.episode_steps, self.cfg.actions)
 
     def step(self, action):
+        """``action`` is an array from the action space, or a ``Knobs`` set directly (clipped to the
+        action bounds); the second lets baseline schedules run through exactly the same episode."""
         if self.trainer is None:
             raise RuntimeError("call reset() before step()")
         tr = self.trainer
-        tr.set_knobs(apply_action(tr.knobs, action, self.cfg.actions))
+        if isinstance(action, Knobs):
+            tr.set_knobs(self.cfg.actions.clip(action.as_dict()))
+        else:
+            tr.set_knobs(apply_action(tr.knobs, action, self.cfg.actions))
         self._trajectory.append({"step": tr.step_count, **tr.knobs.as_dict()})
         window = tr.run(min(self.cfg.steps_per_action, self.cfg.episode_steps - tr.step_count))
         self._env_steps += 1
@@ -143,11 +153,12 @@ class TrainingEnv(gym.Env):
             self._aligned_at = tr.step_count
         parts = reward_parts(prev_score, self._score, rollbacks, newly_aligned, diverged, self.cfg.reward)
         info = {"instance": self.instance, "score": self._score, "rollbacks": rollbacks,
-                "knobs": tr.knobs.as_dict(), **{f"reward/{k}": v for k, v in parts.items()}}
+                "knobs": tr.knobs.as_dict(), **{f"reward/{k}": v for k, v in parts.items()},
+                "val": {k: v for k, v in dataclasses.asdict(self._val).items() if k != "extras"}}
         if truncated or diverged:
             info |= {"final_score": self._score, "initial_score": self._initial_score,
                      "steps_to_align": self._aligned_at, "knob_trajectory": list(self._trajectory),
-                     "val": {k: v for k, v in dataclasses.asdict(self._val).items() if k != "extras"}}
+                     "diverged": diverged, "rollbacks_total": tr.rollbacks}
         if tr.logger:
             for key, value in parts.items():
                 tr.logger.writer.add_scalar(f"reward/{key}", value, tr.step_count)
