@@ -42,6 +42,7 @@ class CompareConfig:
     out_dir: str = "benchmarks/results"
     quick: bool = False  # ~10 min smoke run: 1 instance, 1 seed, 60 steps, 3 Optuna trials
     optuna: OptunaConfig = field(default_factory=OptunaConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)  # used when no policy takes part
 
     def __post_init__(self) -> None:
         known = {"static", "hand", "policy", "optuna_tpe", "optuna_cmaes", "optuna_gp"}
@@ -54,7 +55,7 @@ class CompareConfig:
 def _env_config(cfg: CompareConfig) -> EnvConfig:
     """The policy's own env config when a policy takes part (observations must match), with K
     scaled so every method makes as many decisions per run as the policy did in training."""
-    base = load_env_config(Path(cfg.policy)) if "policy" in cfg.methods else EnvConfig()
+    base = load_env_config(Path(cfg.policy)) if "policy" in cfg.methods else cfg.env
     decisions = math.ceil(base.episode_steps / base.steps_per_action)
     return dataclasses.replace(base, model=cfg.model, episode_steps=cfg.episode_steps, log_dir=None,
                                steps_per_action=max(1, round(cfg.episode_steps / decisions)), val_every=1)
