@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from controller.compare import CompareConfig, compare
 from controller.deploy import DeployConfig, deploy
+from controller.explain import ExplainConfig, explain
 from controller.train import ControllerConfig, train_controller
 from env.instances import CONFIG_DIR, load_instance_set
 from tacotron.proxy import ProxyOptions, generate_proxy_corpus, parse_instance
@@ -47,7 +48,7 @@ class DemoCommand:
 
 for schema_name, schema in {"run_schema": RunConfig, "proxy_schema": ProxyCommand, "demo_schema": DemoCommand,
                             "controller_schema": ControllerConfig, "deploy_schema": DeployConfig,
-                            "compare_schema": CompareConfig}.items():
+                            "compare_schema": CompareConfig, "explain_schema": ExplainConfig}.items():
     ConfigStore.instance().store(name=schema_name, node=schema)
 
 
@@ -91,6 +92,13 @@ def cmd_controller_deploy(cfg: DeployConfig) -> None:
           f"rollbacks {s['rollbacks']}; knob trajectory in {cfg.out_dir}/knobs.csv and knobs.png")
 
 
+def cmd_controller_explain(cfg: ExplainConfig) -> None:
+    result = explain(cfg)
+    for action, features in result["top_features"].items():
+        print(f"{action:>9}: most sensitive to {', '.join(features)}")
+    print(f"plots in {cfg.out_dir}/trajectories.png and sensitivity.png")
+
+
 def cmd_bench_compare(cfg: CompareConfig) -> None:
     compare(cfg)
     print((Path(cfg.out_dir) / "compare.md").read_text())
@@ -112,6 +120,9 @@ COMMANDS: dict[tuple[str, ...], tuple[str, Callable, str]] = {
                               "Train a PPO scheduling policy across proxy runs; checkpoints and resume=true."),
     ("controller", "deploy"): ("controller/deploy", cmd_controller_deploy,
                                "Schedule a training run with a trained policy; writes knobs.csv/png."),
+    ("controller", "explain"): ("controller/explain", cmd_controller_explain,
+                                "Plot a policy's knob trajectories and each action's sensitivity to each "
+                                "observation feature."),
     ("bench", "compare"): ("bench/compare", cmd_bench_compare,
                            "Equal-compute comparison of static, hand, Optuna and the policy on held-out "
                            "instances; writes compare.json/.md/.png."),

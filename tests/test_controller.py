@@ -61,3 +61,13 @@ def test_deploy_refuses_a_mismatched_policy(tiny_corpus_dir, tmp_path):
 def test_frozen_knob_spec_roundtrips():
     cfg = EnvConfig(actions=ActionConfig(dropout=KnobSpec(0.0, 0.5, 0.05, frozen=True)))
     assert cfg.actions.active == ["lr", "ga_weight", "r", "tf_ratio"]
+
+
+def test_explain_writes_sensitivity_and_trajectories(tiny_corpus_dir, tmp_path):
+    from controller.explain import ExplainConfig, explain
+    policy = train_controller(_cfg(tiny_corpus_dir, tmp_path / "ctl", total_timesteps=16))
+    result = explain(ExplainConfig(policy=str(policy), instance_set="heldout", episodes=1,
+                                   out_dir=str(tmp_path / "ex")))
+    assert set(result["top_features"]) == {"lr", "ga_weight", "dropout", "r", "tf_ratio"}
+    assert all(v >= 0 for v in result["sensitivity"]["lr"].values())
+    assert (tmp_path / "ex" / "sensitivity.png").is_file() and (tmp_path / "ex" / "trajectories.png").is_file()
