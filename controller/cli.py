@@ -22,7 +22,9 @@ from controller.compare import CompareConfig, compare
 from controller.deploy import DeployConfig, deploy
 from controller.explain import ExplainConfig, explain
 from controller.train import ControllerConfig, train_controller
+from env.bank import build_bank
 from env.instances import CONFIG_DIR, load_instance_set
+from env.training_env import EnvConfig
 from tacotron.proxy import ProxyOptions, generate_proxy_corpus, parse_instance
 from tacotron.run import RunConfig, train_run
 
@@ -48,7 +50,8 @@ class DemoCommand:
 
 for schema_name, schema in {"run_schema": RunConfig, "proxy_schema": ProxyCommand, "demo_schema": DemoCommand,
                             "controller_schema": ControllerConfig, "deploy_schema": DeployConfig,
-                            "compare_schema": CompareConfig, "explain_schema": ExplainConfig}.items():
+                            "compare_schema": CompareConfig, "explain_schema": ExplainConfig,
+                            "env_schema": EnvConfig}.items():
     ConfigStore.instance().store(name=schema_name, node=schema)
 
 
@@ -99,6 +102,11 @@ def cmd_controller_explain(cfg: ExplainConfig) -> None:
     print(f"plots in {cfg.out_dir}/trajectories.png and sensitivity.png")
 
 
+def cmd_build_bank(cfg: EnvConfig) -> None:
+    instances = list(cfg.instances) or load_instance_set(cfg.instance_set)
+    print(f"bank written to {build_bank(instances, cfg, cfg.bank)}")
+
+
 def cmd_bench_compare(cfg: CompareConfig) -> None:
     compare(cfg)
     print((Path(cfg.out_dir) / "compare.md").read_text())
@@ -123,6 +131,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, Callable, str]] = {
     ("controller", "explain"): ("controller/explain", cmd_controller_explain,
                                 "Plot a policy's knob trajectories and each action's sensitivity to each "
                                 "observation feature."),
+    ("env", "build-bank"): ("env/build_bank", cmd_build_bank,
+                            "Build (or finish) the warm-start checkpoint bank used by env start=bank."),
     ("bench", "compare"): ("bench/compare", cmd_bench_compare,
                            "Equal-compute comparison of static, hand, Optuna and the policy on held-out "
                            "instances; writes compare.json/.md/.png."),

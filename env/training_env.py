@@ -8,7 +8,10 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+import torch
+
 from env.actions import ActionConfig, apply_action
+from env.bank import BankConfig, bank_root, load_bank
 from env.instances import load_instance_set
 from env.observations import OBS_LIMIT, OBS_NAMES, build_observation
 from env.reward import RewardConfig, composite_score, reward_parts
@@ -29,11 +32,15 @@ class EnvConfig(TrainingSetup):
     max_window_rollbacks: int = 5  # rollbacks in one window that count as unrecoverable divergence
     seed: int = 0
     log_dir: str | None = None  # TensorBoard, one folder per episode
+    start: str = "scratch"  # scratch: a new model; bank: a checkpoint drawn from the warm-start bank
+    bank: BankConfig = field(default_factory=BankConfig)
     actions: ActionConfig = field(default_factory=ActionConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.start not in ("scratch", "bank"):
+            raise ValueError(f"start={self.start!r} must be scratch or bank")
         if self.instance_mode not in ("cycle", "random"):
             raise ValueError(f"instance_mode={self.instance_mode!r} must be cycle or random")
         for key in ("steps_per_action", "episode_steps", "val_every", "max_window_rollbacks"):
@@ -60,10 +67,13 @@ class TrainingEnv(gym.Env):
     Potential-based on the composite validation score; see ``env.reward``.
 
     ## Starting State
-    Static default knobs (clipped to the action bounds), an untrained model.
+    ``start="scratch"``: static default knobs (clipped to the action bounds), an untrained model;
+    progress runs over ``episode_steps``. ``start="bank"``: a checkpoint of this instance drawn from
+    the warm-start bank (``env.bank``) with its knobs and step; progress runs over the bank's
+    reference-run length.
 
     ## Episode End
-    Truncated after ``episode_steps`` optimiser steps. Terminated, with ``divergence_penalty``,
+    Truncated after ``episode_steps`` optimiser steps (or at the bank horizon). Terminated, with ``divergence_penalty``,
     when one window rolls back ``max_window_rollbacks`` times.
 
     ## Arguments
@@ -81,6 +91,7 @@ class TrainingEnv(gym.Env):
         self._corpora: dict[str, Corpus] = {}
         self._episode = 0
         self.trainer = None
+        self._bank = load_bank(bank_root(self.instances, self.cfg, self.cfg.bank)) if self.cfg.start == "bank" else None
 
     def _corpus(self, instance: str) -> Corpus:
         if instance not in self._corpora:
@@ -102,15 +113,33 @@ class TrainingEnv(gym.Env):
         log_dir = Path(self.cfg.log_dir) / f"episode_{self._episode:05d}" if self.cfg.log_dir else None
         if self.trainer is not None and self.trainer.logger:
             self.trainer.logger.close()
-        self.trainer = build_trainer(self.cfg, self._corpus(self.instance), log_dir,
-                                     seed=int(self.np_random.integers(2**31 - 1)))
-        self.trainer.set_knobs(self.cfg.actions.clip(Knobs().as_dict()))
+        run_seed = int(self.np_random.integers(2**31 - 1))
+        self.trainer = build_trainer(self.cfg, self._corpus(self.instance), log_dir, seed=run_seed)
+        self._horizon = self.cfg.episode_steps
+        if self._bank is not None:
+            self._start_from_bank(run_seed)
+        else:
+            self.trainer.set_knobs(self.cfg.actions.clip(Knobs().as_dict()))
+        self._end_step = min(self.trainer.step_count + self.cfg.episode_steps, self._horizon)
         self._val = self.trainer.validate()
         self._score = self._initial_score = composite_score(self._val, self.cfg.reward)
         self._env_steps = 0
         self._aligned_at = None
-        self._trajectory = [{"step": 0, **self.trainer.knobs.as_dict()}]
-        return self._observe([]), {"instance": self.instance, "score": self._score}
+        self._trajectory = [{"step": self.trainer.step_count, **self.trainer.knobs.as_dict()}]
+        return self._observe([]), {"instance": self.instance, "score": self._score,
+                                   "start_step": self.trainer.step_count}
+
+    def _start_from_bank(self, run_seed: int) -> None:
+        """Restore a bank checkpoint of this instance with room left before the bank horizon."""
+        run_steps, entries = self._bank
+        usable = [e for e in entries if e["instance"] == self.instance and e["step"] < run_steps]
+        if not usable:
+            raise ValueError(f"the checkpoint bank has no entry for instance {self.instance!r}")
+        entry = usable[int(self.np_random.integers(len(usable)))]
+        self.trainer.restore(Path(entry["path"]))
+        torch.manual_seed(run_seed)  # episodes from one checkpoint still differ in dropout and sampling
+        self.trainer.set_knobs(self.cfg.actions.clip(self.trainer.knobs.as_dict()))
+        self._horizon = run_steps
 
     @property
     def last_val(self):
@@ -126,7 +155,7 @@ class TrainingEnv(gym.Env):
 
     def _observe(self, window) -> np.ndarray:
         return build_observation(window, self._val, self.trainer.knobs,
-                                 self.trainer.step_count / self.cfg.episode_steps, self.cfg.actions)
+                                 self.trainer.step_count / self._horizon, self.cfg.actions)
 
     def step(self, action):
         """``action`` is an array from the action space, or a ``Knobs`` set directly (clipped to the
@@ -139,11 +168,11 @@ class TrainingEnv(gym.Env):
         else:
             tr.set_knobs(apply_action(tr.knobs, action, self.cfg.actions))
         self._trajectory.append({"step": tr.step_count, **tr.knobs.as_dict()})
-        window = tr.run(min(self.cfg.steps_per_action, self.cfg.episode_steps - tr.step_count))
+        window = tr.run(min(self.cfg.steps_per_action, self._end_step - tr.step_count))
         self._env_steps += 1
         rollbacks = sum(s.rolled_back for s in window)
         diverged = rollbacks >= self.cfg.max_window_rollbacks
-        truncated = tr.step_count >= self.cfg.episode_steps and not diverged
+        truncated = tr.step_count >= self._end_step and not diverged
         prev_score = self._score
         if self._env_steps % self.cfg.val_every == 0 or truncated or diverged:
             self._val = tr.validate()

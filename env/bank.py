@@ -1,0 +1,111 @@
+"""A bank of warm starts: trainer checkpoints saved at many phases of reference runs.
+
+Episodes that start from the bank (``EnvConfig(start="bank")``) begin mid-training, so a short
+episode can teach late decisions too (r 3→1, teacher forcing 1→0.5, LR and guided-attention
+decay). Reference runs use the static and hand schedules and randomly perturbed hand schedules on
+the training instances. Building is cached and resumable: each run saves as it goes and is
+marked done when complete.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from tqdm import tqdm
+
+from tacotron import checkpoint
+from tacotron.knobs import Knobs
+from tacotron.proxy import cache_root
+from tacotron.run import TrainingSetup, build_trainer, load_data
+from tacotron.schedules import Schedule, get_schedule, hand
+
+
+@dataclass
+class BankConfig:
+    run_steps: int = 600  # length of each reference run: the horizon that progress is measured on
+    save_every: int = 50
+    schedules: list[str] = field(default_factory=lambda: ["static", "hand"])
+    perturbed_runs: int = 1  # randomly perturbed hand schedules per instance
+    seed: int = 0
+    root: str | None = None  # default $TACOTUNE_CACHE/bank/<hash of instances, setup and this config>
+
+    def __post_init__(self) -> None:
+        if self.save_every < 1 or self.run_steps < self.save_every:
+            raise ValueError(f"bank.save_every={self.save_every} must be in [1, bank.run_steps={self.run_steps}]")
+
+
+def perturbed_hand(seed: int) -> Schedule:
+    """The hand recipe with seeded constant distortions: lr ×2^U(−1,1), ga ×U(0.3,1.5), r ±1, tf floor."""
+    rng = random.Random(seed)
+    lr_factor, ga_factor, r_shift, tf_floor = 2 ** rng.uniform(-1, 1), rng.uniform(0.3, 1.5), rng.choice([-1, 0, 1]), \
+        rng.uniform(0.5, 1.0)
+
+    def schedule(step: int, max_steps: int) -> Knobs:
+        k = hand(step, max_steps)
+        return Knobs(lr=k.lr * lr_factor, ga_weight=k.ga_weight * ga_factor, dropout=k.dropout,
+                     r=min(max(k.r + r_shift, 1), 5), tf_ratio=max(k.tf_ratio, tf_floor))
+    return schedule
+
+
+def bank_root(instances: list[str], setup: TrainingSetup, cfg: BankConfig) -> Path:
+    if cfg.root:
+        return Path(cfg.root)
+    # Only what shapes the checkpoints: the env's own fields (episode length, start, ...) do not.
+    training = {f.name: getattr(setup, f.name) for f in fields(TrainingSetup) if f.name != "threads"}
+    key = json.dumps({"instances": instances, "setup": asdict(TrainingSetup(**training)),
+                      "bank": {k: v for k, v in asdict(cfg).items() if k != "root"}}, sort_keys=True)
+    return cache_root() / "bank" / hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
+def _reference_runs(instances: list[str], cfg: BankConfig) -> list[tuple[str, str, Schedule]]:
+    runs = [(i, name, get_schedule(name)) for i in instances for name in cfg.schedules]
+    runs += [(i, f"perturbed{j}", perturbed_hand(cfg.seed * 1000 + k * 10 + j))
+             for k, i in enumerate(instances) for j in range(cfg.perturbed_runs)]
+    return runs
+
+
+def build_bank(instances: list[str], setup: TrainingSetup, cfg: BankConfig, progress: bool = True) -> Path:
+    """Run (or finish) every reference run and write ``manifest.json``; returns the bank folder."""
+    root = bank_root(instances, setup, cfg)
+    entries = []
+    for n, (instance, name, schedule) in enumerate(_reference_runs(instances, cfg)):
+        run_dir = root / f"run{n:03d}-{name}"
+        if not (run_dir / "done").exists():
+            _reference_run(instance, schedule, setup, cfg, run_dir, seed=cfg.seed + n, progress=progress)
+        entries += [{"path": str(p), "instance": instance, "schedule": name, "step": int(p.stem.split("_")[1])}
+                    for p in sorted(run_dir.glob("step_*.pt"))]
+    checkpoint.atomic_write_text(root / "manifest.json", json.dumps({"run_steps": cfg.run_steps, "entries": entries},
+                                                                    indent=2))
+    return root
+
+
+def _reference_run(instance: str, schedule: Schedule, setup: TrainingSetup, cfg: BankConfig, run_dir: Path,
+                   seed: int, progress: bool) -> None:
+    corpus = load_data(instance, setup.proxy, setup.audio, setup.dataset, progress=False)
+    trainer = build_trainer(setup, corpus, seed=seed)
+    latest = checkpoint.latest(run_dir)
+    if latest is not None:
+        trainer.restore(latest)
+    bar = tqdm(total=cfg.run_steps, initial=trainer.step_count, desc=f"bank {run_dir.name} on {instance}",
+               disable=not progress)
+    while trainer.step_count < cfg.run_steps:
+        path = run_dir / f"step_{trainer.step_count}.pt"
+        if trainer.step_count % cfg.save_every == 0 and not path.exists():  # a resumed run keeps its checkpoints
+            trainer.save(path)
+        trainer.set_knobs(schedule(trainer.step_count, cfg.run_steps))
+        trainer.step()
+        bar.update(1)
+    bar.close()
+    (run_dir / "done").touch()
+
+
+def load_bank(root: Path) -> tuple[int, list[dict]]:
+    """-> (run_steps, entries). Raises a clear error when the bank has not been built."""
+    manifest = Path(root) / "manifest.json"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"no checkpoint bank at {root}; build it with `tacotune env build-bank`")
+    data = json.loads(manifest.read_text())
+    return data["run_steps"], data["entries"]
