@@ -6,6 +6,7 @@ from the algorithm's ``locals()`` by string key beyond SB3's documented ``infos`
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,14 +39,37 @@ class PeriodicCallback(BaseCallback):
 
 
 class CheckpointCallback(PeriodicCallback):
-    """Writes the model and VecNormalize stats (atomically) to ``directory/step_N``."""
+    """Writes the model and VecNormalize stats (atomically) to ``directory/step_N``, with the
+    training wall time so far in ``meta.json`` (for compute-budget plots)."""
 
-    def __init__(self, directory: Path, every: int, env_cfg: EnvConfig):
+    def __init__(self, directory: Path, every: int, env_cfg: EnvConfig, clock: "TrainingClock"):
         super().__init__(every)
-        self.directory, self.env_cfg = Path(directory), env_cfg
+        self.directory, self.env_cfg, self.clock = Path(directory), env_cfg, clock
 
     def _on_period(self) -> None:
-        save_policy(self.model, self.directory / f"step_{self.num_timesteps}", self.env_cfg)
+        target = self.directory / f"step_{self.num_timesteps}"
+        save_policy(self.model, target, self.env_cfg, meta={"train_seconds": self.clock.seconds()})
+
+
+class TrainingClock:
+    """Training wall time, carried across resumes through the checkpoints' meta.json."""
+
+    def __init__(self, already: float = 0.0):
+        self.already, self.started = already, time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.already + time.perf_counter() - self.started
+
+
+class TimeBudgetCallback(BaseCallback):
+    """Stops training once ``clock`` passes ``budget_s`` (0 = no budget)."""
+
+    def __init__(self, clock: TrainingClock, budget_s: float):
+        super().__init__()
+        self.clock, self.budget_s = clock, budget_s
+
+    def _on_step(self) -> bool:
+        return self.budget_s <= 0 or self.clock.seconds() < self.budget_s
 
 
 class EpisodeLogCallback(BaseCallback):

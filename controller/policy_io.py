@@ -1,7 +1,8 @@
 """A policy directory: everything deploy needs, written atomically.
 
 ``model.zip`` (SB3 PPO), ``vecnormalize.pkl`` (observation/reward statistics) and
-``env_config.json`` (the EnvConfig it was trained with, instance sets included).
+``env_config.json`` (the EnvConfig it was trained with, instance sets included) and
+``meta.json`` (env steps and training seconds so far).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from omegaconf import OmegaConf
 from env.training_env import EnvConfig
 
 
-def save_policy(model, directory: Path, env_cfg: EnvConfig) -> None:
+def save_policy(model, directory: Path, env_cfg: EnvConfig, meta: dict | None = None) -> None:
     directory = Path(directory)
     tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -25,6 +26,7 @@ def save_policy(model, directory: Path, env_cfg: EnvConfig) -> None:
     if model.get_vec_normalize_env() is not None:
         model.get_vec_normalize_env().save(str(tmp / "vecnormalize.pkl"))
     (tmp / "env_config.json").write_text(json.dumps(dataclasses.asdict(env_cfg), indent=2))
+    (tmp / "meta.json").write_text(json.dumps({"num_timesteps": model.num_timesteps, **(meta or {})}))
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(tmp, directory)
 
@@ -35,4 +37,9 @@ def load_env_config(directory: Path) -> EnvConfig:
         raise FileNotFoundError(f"{directory} is not a policy directory (no env_config.json)")
     merged = OmegaConf.merge(OmegaConf.structured(EnvConfig), json.loads(path.read_text()))
     return OmegaConf.to_object(merged)
+
+
+def load_meta(directory: Path) -> dict:
+    path = Path(directory) / "meta.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 

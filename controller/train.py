@@ -18,8 +18,9 @@ from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
-from controller.callbacks import CheckpointCallback, EpisodeLogCallback, HeldOutEvalCallback, ProgressCallback
-from controller.policy_io import save_policy
+from controller.callbacks import (CheckpointCallback, EpisodeLogCallback, HeldOutEvalCallback, ProgressCallback,
+                                  TimeBudgetCallback, TrainingClock)
+from controller.policy_io import load_meta, save_policy
 from env.instances import load_instance_set
 from env.training_env import EnvConfig, TrainingEnv
 from tacotron import checkpoint
@@ -51,6 +52,7 @@ class ControllerConfig:
     eval_every: int = 0  # env steps between held-out evaluations; 0 = only at the end
     heldout_set: str = "heldout"
     tensorboard: bool = True
+    time_budget_s: float = 0.0  # stop after this much training wall time (0 = run total_timesteps)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     env: EnvConfig = field(default_factory=lambda: EnvConfig(threads=1))
 
@@ -88,8 +90,9 @@ def train_controller(cfg: ControllerConfig) -> Path:
     else:
         model = PPO("MlpPolicy", venv, seed=cfg.seed, verbose=0, tensorboard_log=tb,
                     policy_kwargs={"net_arch": list(cfg.ppo.net_arch)}, **ppo_kwargs)
-    callbacks = [CheckpointCallback(ckpt_dir, cfg.checkpoint_every, cfg.env), EpisodeLogCallback(),
-                 ProgressCallback(cfg.total_timesteps)]
+    clock = TrainingClock(load_meta(latest).get("train_seconds", 0.0) if latest is not None else 0.0)
+    callbacks = [CheckpointCallback(ckpt_dir, cfg.checkpoint_every, cfg.env, clock), EpisodeLogCallback(),
+                 ProgressCallback(cfg.total_timesteps), TimeBudgetCallback(clock, cfg.time_budget_s)]
     if cfg.eval_every > 0:
         callbacks.append(HeldOutEvalCallback(cfg.env, heldout, cfg.eval_every, out / "heldout_eval.jsonl"))
     remaining = cfg.total_timesteps - model.num_timesteps
@@ -97,7 +100,7 @@ def train_controller(cfg: ControllerConfig) -> Path:
         model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=latest is None,
                     tb_log_name="ppo")
     policy_dir = out / "policy"
-    save_policy(model, policy_dir, cfg.env)
+    save_policy(model, policy_dir, cfg.env, meta={"train_seconds": clock.seconds()})
     (policy_dir / "instances.json").write_text(json.dumps(
         {"train": list(cfg.env.instances) or load_instance_set(cfg.env.instance_set), "heldout": heldout}, indent=2))
     venv.close()

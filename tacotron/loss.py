@@ -19,8 +19,12 @@ from tacotron.model import ModelOutput
 class LossConfig:
     gate_pos_weight: float = 5.0
     ga_sigma: float = 0.4  # Tachibana et al. 2017; coqui and ESPnet use 0.4
+    monotonic_weight: float = 0.0  # Regotron's centroid penalty; 0 turns it off
+    monotonic_delta: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.monotonic_weight < 0:
+            raise ValueError(f"loss.monotonic_weight={self.monotonic_weight} must be >= 0")
         if self.gate_pos_weight <= 0 or self.ga_sigma <= 0:
             raise ValueError(f"loss.gate_pos_weight={self.gate_pos_weight} and loss.ga_sigma={self.ga_sigma} must be > 0")
 
@@ -31,6 +35,7 @@ class LossTerms:
     mel_post: torch.Tensor
     gate: torch.Tensor
     guided: torch.Tensor  # unweighted
+    monotonic: torch.Tensor  # unweighted
     total: torch.Tensor
 
 
@@ -57,6 +62,16 @@ def guided_attention_loss(alignments, text_lengths, dec_lengths, sigma: float) -
     return (weight * alignments.float() * mask).sum() / dec_lengths.sum()
 
 
+def monotonic_penalty(alignments, text_lengths, dec_lengths, delta: float) -> torch.Tensor:
+    """Regotron (Georgiou et al. 2022): mean over consecutive valid steps of
+    ReLU((c_t − c_{t+1})/N + δ/T), with centroids c_t = Σ_n n·A[t, n]; it pushes each step forward."""
+    a = alignments.float()
+    centroid = (a * torch.arange(a.shape[2], device=a.device)[None, None, :]).sum(2)  # [B, T]
+    step = (centroid[:, :-1] - centroid[:, 1:]) / text_lengths[:, None] + delta / dec_lengths[:, None]
+    pairs = valid_mask(dec_lengths - 1, a.shape[1] - 1)
+    return (torch.relu(step) * pairs).sum() / pairs.sum().clamp(min=1)
+
+
 def _masked_mse(pred: torch.Tensor, target: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
     sq = (pred.float() - target) ** 2 * frame_mask[:, None, :]
     return sq.sum() / (frame_mask.sum() * pred.shape[1])
@@ -64,7 +79,8 @@ def _masked_mse(pred: torch.Tensor, target: torch.Tensor, frame_mask: torch.Tens
 
 def tacotron_loss(out: ModelOutput, mels, mel_lengths, text_lengths, r: int, ga_weight: float,
                   cfg: LossConfig) -> LossTerms:
-    """Masked mel MSE (pre and post-net), gate BCE per decoder step, weighted guided attention."""
+    """Masked mel MSE (pre and post-net), gate BCE per decoder step, weighted guided attention and,
+    when ``cfg.monotonic_weight`` > 0, the Regotron monotonic penalty."""
     t = mels.shape[2]
     frame_mask = valid_mask(mel_lengths, t).float()
     mel = _masked_mse(out.mel[:, :, :t], mels, frame_mask)
@@ -74,5 +90,7 @@ def tacotron_loss(out: ModelOutput, mels, mel_lengths, text_lengths, r: int, ga_
         pos_weight=torch.tensor(cfg.gate_pos_weight, device=mels.device))
     dec_lengths = decoder_lengths(mel_lengths, r)
     guided = guided_attention_loss(out.alignments, text_lengths, dec_lengths, cfg.ga_sigma)
-    total = mel + mel_post + gate + ga_weight * guided
-    return LossTerms(mel, mel_post, gate, guided, total)
+    monotonic = (monotonic_penalty(out.alignments, text_lengths, dec_lengths, cfg.monotonic_delta)
+                 if cfg.monotonic_weight > 0 else guided.new_zeros(()))
+    total = mel + mel_post + gate + ga_weight * guided + cfg.monotonic_weight * monotonic
+    return LossTerms(mel, mel_post, gate, guided, monotonic, total)

@@ -33,3 +33,17 @@ def test_presets_have_the_documented_sizes():
     counts = {name: sum(p.numel() for p in Tacotron2(ModelConfig.preset(name, 40)).parameters()) / 1e6
               for name in ("tiny", "small", "full")}
     assert 0.4 < counts["tiny"] < 0.7 and 1.5 < counts["small"] < 2.5 and 25 < counts["full"] < 32
+
+
+def test_regotron_penalty_prefers_forward_alignments():
+    from tacotron.loss import monotonic_penalty
+    t, n = 30, 20
+    diag = torch.zeros(1, t, n)
+    diag[0, torch.arange(t), (torch.arange(t) * n) // t] = 1.0
+    lengths_n, lengths_t = torch.tensor([n]), torch.tensor([t])
+    forward = monotonic_penalty(diag, lengths_n, lengths_t, delta=0.5)
+    backward = monotonic_penalty(diag.flip(2), lengths_n, lengths_t, delta=0.5)
+    assert forward < 0.02 < backward
+    soft = torch.rand(2, t, n, requires_grad=True)
+    monotonic_penalty(soft.softmax(2), torch.tensor([n, 12]), torch.tensor([t, 25]), 1.0).backward()
+    assert soft.grad.abs().sum() > 0

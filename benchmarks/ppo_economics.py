@@ -1,0 +1,96 @@
+"""Held-out final score against the CPU-minutes spent training PPO, for episodes from scratch and
+episodes warm-started from the checkpoint bank, with the same seeds and time budget.
+
+Each variant trains 2 parallel proxy runs for --budget-min minutes of wall time (so CPU-minutes =
+2 x wall minutes on this 2-core machine), saving a policy every --every env steps. Each saved policy
+is then scored on a held-out voice by one deterministic 300-step run from scratch, next to the
+static defaults on the same run. Evaluation time is not counted as training time.
+
+    python benchmarks/ppo_economics.py [--budget-min 8] [--every 64] [--out /tmp/ppo_economics]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from common import RESULTS, write_results  # noqa: E402
+from controller.deploy import load_policy  # noqa: E402
+from controller.episodes import policy_decider, run_episode, schedule_decider  # noqa: E402
+from controller.policy_io import load_meta  # noqa: E402
+from controller.train import ControllerConfig, train_controller  # noqa: E402
+from env.bank import BankConfig, build_bank  # noqa: E402
+from env.instances import load_instance_set  # noqa: E402
+from env.training_env import EnvConfig, TrainingEnv  # noqa: E402
+from tacotron import checkpoint  # noqa: E402
+from tacotron.schedules import static  # noqa: E402
+
+HORIZON = 300  # optimiser steps of a full proxy run; bank episodes cover a third of it
+
+
+def variant_config(start: str, out: Path, budget_s: float, every: int, instances: list[str]) -> ControllerConfig:
+    env = EnvConfig(instances=instances, threads=1, start=start, steps_per_action=20,
+                    episode_steps=HORIZON if start == "scratch" else HORIZON // 3,
+                    bank=BankConfig(run_steps=HORIZON, save_every=50, schedules=["static", "hand"], perturbed_runs=1))
+    return ControllerConfig(out_dir=str(out / start), total_timesteps=100_000, n_envs=2, checkpoint_every=every,
+                            time_budget_s=budget_s, tensorboard=False, env=env)
+
+
+def score_policies(run_dir: Path, heldout: str, seed: int) -> list[dict]:
+    env = TrainingEnv(EnvConfig(instances=[heldout], episode_steps=HORIZON, steps_per_action=20))
+    points = []
+    for ckpt in sorted((run_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1])):
+        model, stats = load_policy(ckpt, env)
+        info, _ = run_episode(env, policy_decider(model, stats), heldout, seed)
+        meta = load_meta(ckpt)
+        points.append({"env_steps": meta["num_timesteps"], "cpu_minutes": 2 * meta["train_seconds"] / 60,
+                       "final_score": info["final_score"], "steps_to_align": info["steps_to_align"]})
+    return points
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget-min", type=float, default=8.0)
+    parser.add_argument("--every", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="/tmp/ppo_economics")
+    args = parser.parse_args()
+    out = Path(args.out)
+    instances = load_instance_set("train")[:3]
+    heldout = load_instance_set("heldout")[0]
+    bank_cfg = variant_config("bank", out, 0, args.every, instances).env
+    build_bank(instances, bank_cfg, bank_cfg.bank)
+    curves = {}
+    for start in ("scratch", "bank"):
+        cfg = variant_config(start, out, args.budget_min * 60, args.every, instances)
+        if checkpoint.latest(Path(cfg.out_dir) / "checkpoints", "step_*") is None:
+            train_controller(cfg)
+        curves[start] = score_policies(Path(cfg.out_dir), heldout, args.seed)
+    static_env = TrainingEnv(EnvConfig(instances=[heldout], episode_steps=HORIZON, steps_per_action=20))
+    static_score = run_episode(static_env, schedule_decider(static), heldout, args.seed)[0]["final_score"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for start, points in curves.items():
+        ax.plot([p["cpu_minutes"] for p in points], [p["final_score"] for p in points], marker="o", label=start)
+    ax.axhline(static_score, color="grey", linestyle="--", label="static defaults")
+    ax.set(xlabel="CPU-minutes of PPO training", ylabel=f"held-out final score ({heldout})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "ppo_economics.png", dpi=90)
+    rows = [{"variant": s, **p} for s, points in curves.items() for p in points]
+    first_win = {s: next((p["cpu_minutes"] for p in points if p["final_score"] > static_score), None)
+                 for s, points in curves.items()}
+    write_results("ppo_economics", {"heldout": heldout, "seed": args.seed, "static_final_score": static_score,
+                                    "budget_minutes_wall": args.budget_min, "first_cpu_minutes_beating_static":
+                                    first_win, "curves": curves}, rows,
+                  "PPO economics: held-out final score vs CPU-minutes of training",
+                  f"Static defaults score {static_score:.3f} on {heldout}, seed {args.seed}. "
+                  f"First CPU-minute beating it: {json.dumps(first_win)}.")
+
+
+if __name__ == "__main__":
+    main()
