@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from stable_baselines3.common.vec_env import DummyVecEnv
 from tqdm import tqdm
 
 from controller.baselines import OptunaConfig, optuna_search, parametric_schedule
-from controller.deploy import load_policy
+from controller.deploy import deployment_env_config, load_policy
 from controller.episodes import Decide, policy_decider, run_episode, schedule_decider
 from controller.plots import plot_alignments, plot_curves, plot_knob_trajectories
 from controller.policy_io import load_env_config
@@ -53,12 +51,10 @@ class CompareConfig:
 
 
 def _env_config(cfg: CompareConfig) -> EnvConfig:
-    """The policy's own env config when a policy takes part (observations must match), with K
-    scaled so every method makes as many decisions per run as the policy did in training."""
+    """The policy's own env config when a policy takes part (observations must match), rescaled as
+    deploy does, so every method makes as many decisions per run as the policy did in training."""
     base = load_env_config(Path(cfg.policy)) if "policy" in cfg.methods else cfg.env
-    decisions = math.ceil(base.episode_steps / base.steps_per_action)
-    return dataclasses.replace(base, model=cfg.model, episode_steps=cfg.episode_steps, log_dir=None,
-                               steps_per_action=max(1, round(cfg.episode_steps / decisions)), val_every=1)
+    return deployment_env_config(base, cfg.episode_steps, model=cfg.model, log_dir=None)
 
 
 def _decider(method: str, cfg: CompareConfig, env_cfg: EnvConfig, env: TrainingEnv, out: Path) -> tuple[Decide, int]:

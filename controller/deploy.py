@@ -1,15 +1,16 @@
 """Deploy a trained policy on a normal (possibly long, full-size) training run.
 
-Mapping a proxy-trained policy onto a longer run: the policy made ``episode_steps /
-steps_per_action`` decisions per training episode; deploy keeps that number of decisions, so K
-scales with the run (K = max_steps / decisions), validation runs once per decision, and the
-observation carries progress fractions and normalised knobs, never raw step counts.
+Mapping a proxy-trained policy onto a longer run: in training the policy decided every K steps
+over a run of H steps (H = episode_steps, or the bank's reference-run length for warm-started
+episodes, over which progress was measured). Deploy keeps H / K decisions per run, so K scales
+with the run (K' = max_steps · K / H), validation runs once per decision, and the observation
+carries progress fractions and normalised knobs, never raw step counts.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from controller.plots import plot_knob_trajectories
 from controller.policy_io import load_env_config
-from env.training_env import TrainingEnv
+from env.training_env import EnvConfig, TrainingEnv
 from tacotron import checkpoint
 from tacotron.knobs import KNOB_NAMES
 
@@ -42,6 +43,14 @@ class DeployConfig:
             raise ValueError(f"max_steps={self.max_steps} and ckpt_every={self.ckpt_every} must be >= 1")
 
 
+def deployment_env_config(trained: EnvConfig, max_steps: int, **overrides) -> EnvConfig:
+    """The trained env config, rescaled to a from-scratch run of ``max_steps`` (see module docstring)."""
+    horizon = trained.bank.run_steps if trained.start == "bank" else trained.episode_steps
+    k = max(1, round(max_steps * trained.steps_per_action / horizon))
+    return dataclasses.replace(trained, start="scratch", episode_steps=max_steps, steps_per_action=k, val_every=1,
+                               **overrides)
+
+
 def load_policy(policy_dir: Path, env: TrainingEnv) -> tuple[PPO, VecNormalize]:
     """The PPO model and frozen observation statistics; refuses a policy that does not fit ``env``."""
     policy_dir = Path(policy_dir)
@@ -59,13 +68,11 @@ def load_policy(policy_dir: Path, env: TrainingEnv) -> tuple[PPO, VecNormalize]:
 
 
 def deploy(cfg: DeployConfig, progress: bool = True) -> dict:
-    env_cfg = load_env_config(Path(cfg.policy))
-    decisions = math.ceil(env_cfg.episode_steps / env_cfg.steps_per_action)
-    k = max(1, round(cfg.max_steps / decisions))
     out = Path(cfg.out_dir)
-    env = TrainingEnv(env_cfg, instances=[cfg.data], model=cfg.model, episode_steps=cfg.max_steps,
-                      steps_per_action=k, val_every=1, seed=cfg.seed, threads=cfg.threads,
-                      log_dir=str(out / "tb") if cfg.tensorboard else None)
+    env_cfg = deployment_env_config(load_env_config(Path(cfg.policy)), cfg.max_steps, instances=[cfg.data],
+                                    model=cfg.model, seed=cfg.seed, threads=cfg.threads,
+                                    log_dir=str(out / "tb") if cfg.tensorboard else None)
+    env = TrainingEnv(env_cfg)
     model, stats = load_policy(Path(cfg.policy), env)
     obs, _ = env.reset(seed=cfg.seed)
     rows, history = [], []
@@ -89,7 +96,8 @@ def deploy(cfg: DeployConfig, progress: bool = True) -> dict:
             checkpoint.atomic_write_text(out / "progress.json", json.dumps({"knobs": rows, "history": history}))
     bar.close()
     env.close()
-    summary = {"data": cfg.data, "model": cfg.model, "max_steps": cfg.max_steps, "steps_per_action": k,
+    summary = {"data": cfg.data, "model": cfg.model, "max_steps": cfg.max_steps,
+               "steps_per_action": env_cfg.steps_per_action,
                "final_score": info["final_score"], "steps_to_align": info["steps_to_align"],
                "rollbacks": env.trainer.rollbacks, "diverged": bool(term), "final_val": info["val"],
                "score_history": history, "config": asdict(cfg)}

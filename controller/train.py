@@ -39,6 +39,10 @@ class PPOConfig:
     clip_range: float = 0.2
     ent_coef: float = 0.0
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    # A zero-mean action keeps every knob, so the initial policy is the static schedule; a small
+    # initial std explores around it instead of random-walking r and lr (std 1 flips r at most
+    # decisions and wrecks the proxy runs PPO learns from).
+    log_std_init: float = -1.0
 
 
 @dataclass
@@ -81,7 +85,7 @@ def train_controller(cfg: ControllerConfig) -> Path:
     heldout = load_instance_set(cfg.heldout_set)
     venv = make_vec_env(cfg)
     latest = checkpoint.latest(ckpt_dir, "step_*") if cfg.resume else None
-    ppo_kwargs = {k: v for k, v in dataclasses.asdict(cfg.ppo).items() if k != "net_arch"}
+    ppo_kwargs = {k: v for k, v in dataclasses.asdict(cfg.ppo).items() if k not in ("net_arch", "log_std_init")}
     tb = str(out / "tb") if cfg.tensorboard else None
     if latest is not None:
         venv = VecNormalize.load(str(latest / "vecnormalize.pkl"), venv.venv)
@@ -89,7 +93,8 @@ def train_controller(cfg: ControllerConfig) -> Path:
         log.info("resumed PPO from %s at %d env steps", latest, model.num_timesteps)
     else:
         model = PPO("MlpPolicy", venv, seed=cfg.seed, verbose=0, tensorboard_log=tb,
-                    policy_kwargs={"net_arch": list(cfg.ppo.net_arch)}, **ppo_kwargs)
+                    policy_kwargs={"net_arch": list(cfg.ppo.net_arch), "log_std_init": cfg.ppo.log_std_init},
+                    **ppo_kwargs)
     clock = TrainingClock(load_meta(latest).get("train_seconds", 0.0) if latest is not None else 0.0)
     callbacks = [CheckpointCallback(ckpt_dir, cfg.checkpoint_every, cfg.env, clock), EpisodeLogCallback(),
                  ProgressCallback(cfg.total_timesteps), TimeBudgetCallback(clock, cfg.time_budget_s)]

@@ -13,6 +13,16 @@ def test_help_lists_subcommands(capsys):
     assert "train" in out and "data" in out and "demo" in out
 
 
+@pytest.mark.parametrize("command", [["data", "proxy"], ["train"], ["demo"], ["controller", "train"],
+                                     ["controller", "deploy"], ["controller", "explain"], ["env", "build-bank"],
+                                     ["bench", "compare"]])
+def test_every_subcommand_explains_itself(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "Defaults (configs/" in out and "could not compose" not in out
+
+
 def test_subcommand_help_shows_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])

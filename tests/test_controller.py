@@ -71,3 +71,18 @@ def test_explain_writes_sensitivity_and_trajectories(tiny_corpus_dir, tmp_path):
     assert set(result["top_features"]) == {"lr", "ga_weight", "dropout", "r", "tf_ratio"}
     assert all(v >= 0 for v in result["sensitivity"]["lr"].values())
     assert (tmp_path / "ex" / "sensitivity.png").is_file() and (tmp_path / "ex" / "trajectories.png").is_file()
+
+
+def test_time_budget_stops_training_and_is_recorded(tiny_corpus_dir, tmp_path):
+    from stable_baselines3 import PPO
+
+    from controller.policy_io import load_meta
+    out = tmp_path / "ctl"
+    policy = train_controller(_cfg(tiny_corpus_dir, out, total_timesteps=100_000, checkpoint_every=8,
+                                   time_budget_s=3.0))
+    steps = PPO.load(policy / "model.zip").num_timesteps
+    assert 0 < steps < 100_000
+    meta = load_meta(policy)
+    assert meta["num_timesteps"] == steps and meta["train_seconds"] >= 3.0
+    first = load_meta(out / "checkpoints" / "step_8")
+    assert 0 < first["train_seconds"] <= meta["train_seconds"]
