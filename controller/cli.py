@@ -41,8 +41,7 @@ class ProxyCommand(ProxyOptions):
 class DemoCommand:
     """The main job: proxy corpora -> PPO controller -> deploy on a held-out voice -> comparison."""
 
-    controller: ControllerConfig = dataclasses.field(
-        default_factory=lambda: ControllerConfig(out_dir="runs/demo/controller", total_timesteps=600))
+    controller: ControllerConfig = dataclasses.field(default_factory=ControllerConfig)
     compare: CompareConfig = dataclasses.field(default_factory=lambda: CompareConfig(
         methods=["static", "hand", "policy"], policy="runs/demo/controller/policy", data=["en-gb-x-rp@175"],
         seeds=[0], out_dir="runs/demo/compare"))
@@ -113,9 +112,12 @@ def cmd_bench_compare(cfg: CompareConfig) -> None:
 
 
 def cmd_demo(cfg: DemoCommand) -> None:
-    for set_name in (cfg.controller.env.instance_set, cfg.controller.heldout_set):
-        for name in load_instance_set(set_name):
-            generate_proxy_corpus(parse_instance(name, cfg.controller.env.proxy))
+    env = cfg.controller.env
+    train_instances = list(env.instances) or load_instance_set(env.instance_set)
+    for name in train_instances + load_instance_set(cfg.controller.heldout_set):
+        generate_proxy_corpus(parse_instance(name, env.proxy))
+    if env.start == "bank":
+        build_bank(train_instances, env, env.bank)
     cmd_controller_train(cfg.controller)
     cmd_bench_compare(cfg.compare)
 
@@ -136,9 +138,9 @@ COMMANDS: dict[tuple[str, ...], tuple[str, Callable, str]] = {
     ("bench", "compare"): ("bench/compare", cmd_bench_compare,
                            "Equal-compute comparison of static, hand, Optuna and the policy on held-out "
                            "instances; writes compare.json/.md/.png."),
-    ("demo",): ("demo", cmd_demo, "The README's main job (~12 min on 2 cores): proxy corpora, a short PPO "
-                                   "training, then the policy against the static and hand schedules on a "
-                                   "held-out voice."),
+    ("demo",): ("demo", cmd_demo, "The README's main job (~15 min on 2 cores): proxy corpora, a warm-start "
+                                   "bank, PPO training, then the policy against the static and hand "
+                                   "schedules on a held-out voice."),
 }
 
 
