@@ -33,7 +33,8 @@ def main() -> None:
     torch.set_num_threads(2)
     corpus = load_corpus(generate_proxy_corpus(ProxySpec()), AudioConfig(), DataConfig(), progress=False)
     cfg = ModelConfig.preset("tiny", corpus.frontend.n_symbols)
-    tr = Trainer(corpus, cfg, TrainerConfig(batch_size=16, device="cpu"), knobs=Knobs(r=args.r, ga_weight=args.ga_weight))
+    knobs = Knobs(r=args.r, ga_weight=args.ga_weight)
+    tr = Trainer(corpus, cfg, TrainerConfig(batch_size=16, device="cpu"), knobs=knobs)
     rows, aligned_at, infer_aligned_at, start = [], None, None, time.perf_counter()
     while tr.step_count < args.max_steps:
         tr.run(args.val_every)

@@ -161,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                     dest="subcommand", required=True)
             parent = nested[path[0]]
         sub = parent.add_parser(path[-1], help=help_text, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description=f"{help_text}\n\nDefaults (configs/{config}.yaml):\n\n{config_text(config)}")
+                                description=f"{help_text}\n\nDefaults (configs/{config}.yaml):\n\n"
+                                            f"{config_text(config)}")
         sub.add_argument("overrides", nargs="*", metavar="key=value", help="Hydra overrides")
         sub.set_defaults(path=path)
     return parser

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from controller.baselines import OptunaConfig, optuna_search, parametric_schedule
 from controller.deploy import deployment_env_config, load_policy
 from controller.episodes import Decide, policy_decider, run_episode, schedule_decider
-from controller.plots import plot_alignments, plot_curves, plot_knob_trajectories
+from controller.plots import plot_alignments, plot_budget, plot_curves, plot_knob_trajectories
 from controller.policy_io import load_env_config
 from env.instances import load_instance_set
 from env.training_env import EnvConfig, TrainingEnv
@@ -57,20 +57,26 @@ def _env_config(cfg: CompareConfig) -> EnvConfig:
     return deployment_env_config(base, cfg.episode_steps, model=cfg.model, log_dir=None)
 
 
-def _decider(method: str, cfg: CompareConfig, env_cfg: EnvConfig, env: TrainingEnv, out: Path) -> tuple[Decide, int]:
-    """-> (knob source, optimiser steps spent to obtain it)."""
+def _decider(method: str, cfg: CompareConfig, env_cfg: EnvConfig, env: TrainingEnv,
+             out: Path) -> tuple[Decide, int, list[dict]]:
+    """-> (knob source, optimiser steps spent to obtain it, search curve: best training score so far
+    against cumulative optimiser steps, for searches that have one)."""
     if method in ("static", "hand"):
-        return schedule_decider(get_schedule(method)), 0
+        return schedule_decider(get_schedule(method)), 0, []
     if method == "policy":
         model, stats = load_policy(Path(cfg.policy), env)
         trained = load_env_config(Path(cfg.policy))
-        return policy_decider(model, stats), model.num_timesteps * trained.steps_per_action
+        return policy_decider(model, stats), model.num_timesteps * trained.steps_per_action, []
     sampler = method.removeprefix("optuna_")
     train_instances = list(env_cfg.instances) or load_instance_set(env_cfg.instance_set)
     study = optuna_search(sampler, cfg.optuna, env_cfg, train_instances, study_name=f"schedule-{sampler}",
                           default_storage=f"sqlite:///{out / 'optuna.db'}")
-    spent = sum(max(t.intermediate_values, default=0) * env_cfg.steps_per_action for t in study.trials)
-    return schedule_decider(parametric_schedule(study.best_params)), spent
+    curve, spent, best = [], 0, float("-inf")
+    for trial in study.trials:  # pruned trials cost only the decisions they ran
+        spent += max(trial.intermediate_values, default=0) * env_cfg.steps_per_action
+        best = max(best, trial.value if trial.value is not None else best)
+        curve.append({"steps": spent, "best_train_score": best})
+    return schedule_decider(parametric_schedule(study.best_params)), spent, curve
 
 
 def _run_record(info: dict, curve: list[dict], wall: float, instance: str, seed: int) -> dict:
@@ -106,7 +112,7 @@ def compare(cfg: CompareConfig, progress: bool = True) -> dict:
     result: dict = {"methods": list(cfg.methods)}
     runs_by_method, alignments = {}, {}
     for method in cfg.methods:
-        decide, spent = _decider(method, cfg, env_cfg, env, out)
+        decide, spent, search_curve = _decider(method, cfg, env_cfg, env, out)
         runs = []
         for instance in tqdm(instances, desc=method, disable=not progress):
             for seed in cfg.seeds:
@@ -115,7 +121,7 @@ def compare(cfg: CompareConfig, progress: bool = True) -> dict:
                 runs.append(_run_record(info, curve, time.time() - t0, instance, seed))
                 alignments.setdefault(method, env.last_val.extras["alignment"].numpy())
         runs_by_method[method] = runs
-        result[method] = _aggregate(runs) | {"search_steps": spent}
+        result[method] = _aggregate(runs) | {"search_steps": spent, "search_curve": search_curve}
     env.close()
     result["meta"] = {"instances": instances, "seeds": cfg.seeds, "model": cfg.model,
                       "episode_steps": cfg.episode_steps, "steps_per_action": env_cfg.steps_per_action,
@@ -128,6 +134,7 @@ def compare(cfg: CompareConfig, progress: bool = True) -> dict:
     plot_knob_trajectories({m: runs[0]["knob_trajectory"] for m, runs in runs_by_method.items()},
                            out / "compare_knobs.png", f"knobs on {instances[0]}, seed {cfg.seeds[0]}")
     plot_alignments(alignments, out / "compare_alignments.png")
+    plot_budget(result, out / "compare_budget.png")
     return result
 
 
@@ -147,7 +154,8 @@ def markdown_table(result: dict) -> str:
     for m in result["methods"]:
         r = result[m]
         lines.append(f"| {m} | {_fmt(r['final_val_mel_loss'])} | {_fmt(r['inference_diagonality'])} | "
-                     f"{_fmt(r['gate_accuracy'])} | {_fmt(r['steps_to_align'], 0)} ({r['never_aligned']}/{r['runs']}) | "
+                     f"{_fmt(r['gate_accuracy'])} | {_fmt(r['steps_to_align'], 0)} "
+                     f"({r['never_aligned']}/{r['runs']}) | "
                      f"{_fmt(r['diverged'], 2)} | {_fmt(r['final_score'])} | {_fmt(r['wall_time_s'], 1)} | "
                      f"{r['search_steps']} |")
     return "\n".join(lines) + "\n"

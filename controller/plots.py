@@ -59,3 +59,22 @@ def plot_alignments(alignments: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def plot_budget(result: dict, path: Path) -> None:
+    """The total-budget view: held-out final score against the optimiser steps spent to obtain each
+    schedule (PPO's training episodes, Optuna's trials), with Optuna's best-so-far training score."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for method in result["methods"]:
+        r = result[method]
+        ax.errorbar(r["search_steps"], r["final_score"]["mean"], yerr=r["final_score"]["std"], marker="o",
+                    capsize=3, linestyle="none", label=f"{method} (held-out)")
+        if r.get("search_curve"):
+            curve = r["search_curve"]
+            ax.plot([p["steps"] for p in curve], [p["best_train_score"] for p in curve], linestyle="--",
+                    label=f"{method} best so far (training instances)")
+    ax.set(xlabel="optimiser steps spent to obtain the schedule", ylabel="final composite score")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -212,6 +212,7 @@ class BatchSampler:
         window = self.batch_size * self.bucket
         perm = [i for s in range(0, len(perm), window)
                 for i in sorted(perm[s:s + window], key=lambda i: self.utts[i].mel.shape[1])]
-        batches = [perm[s:s + self.batch_size] for s in range(0, self.batches_per_epoch * self.batch_size, self.batch_size)]
+        size = self.batch_size
+        batches = [perm[s:s + size] for s in range(0, self.batches_per_epoch * size, size)]
         batch_order = torch.randperm(len(batches), generator=gen).tolist()
         return [[self.utts[i] for i in batches[b]] for b in batch_order]

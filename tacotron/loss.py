@@ -26,7 +26,8 @@ class LossConfig:
         if self.monotonic_weight < 0:
             raise ValueError(f"loss.monotonic_weight={self.monotonic_weight} must be >= 0")
         if self.gate_pos_weight <= 0 or self.ga_sigma <= 0:
-            raise ValueError(f"loss.gate_pos_weight={self.gate_pos_weight} and loss.ga_sigma={self.ga_sigma} must be > 0")
+            raise ValueError(f"loss.gate_pos_weight={self.gate_pos_weight} and loss.ga_sigma={self.ga_sigma} "
+                             "must be > 0")
 
 
 @dataclass

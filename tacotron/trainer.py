@@ -225,7 +225,8 @@ class Trainer:
         state = checkpoint.load(path)
         saved_model = state["config"]["model"]
         if saved_model != asdict(self.model_cfg):
-            changed = {f.name for f in fields(ModelConfig) if saved_model.get(f.name) != getattr(self.model_cfg, f.name)}
+            changed = {f.name for f in fields(ModelConfig)
+                       if saved_model.get(f.name) != getattr(self.model_cfg, f.name)}
             raise ValueError(f"checkpoint {path} was made with a different model config (differs in {sorted(changed)})")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

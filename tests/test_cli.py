@@ -73,11 +73,13 @@ def test_demo_runs_the_whole_pipeline_on_a_tiny_budget(tmp_path):
     ctl, cmp = tmp_path / "ctl", tmp_path / "cmp"
     tiny = ["controller.env.proxy.n_utts=24", "controller.env.proxy.max_words=3", "controller.env.episode_steps=4",
             "controller.env.steps_per_action=2", "controller.env.trainer.batch_size=4",
-            "controller.env.bank.run_steps=8", "controller.env.bank.save_every=4", "controller.env.bank.perturbed_runs=0",
+            "controller.env.bank.run_steps=8", "controller.env.bank.save_every=4",
+            "controller.env.bank.perturbed_runs=0",
             "controller.ppo.n_steps=8", "controller.ppo.batch_size=8", "controller.n_envs=1",
             "controller.time_budget_s=2", "controller.checkpoint_every=8", "controller.tensorboard=false"]
     assert main(["demo", f"controller.out_dir={ctl}", f"compare.policy={ctl}/policy", f"compare.out_dir={cmp}",
                  "compare.episode_steps=8", *tiny]) == 0
     result = json.loads((cmp / "compare.json").read_text())
-    assert result["methods"] == ["static", "hand", "policy"] and result["meta"]["steps_per_action"] == 2  # K scaled by the bank horizon
+    assert result["methods"] == ["static", "hand", "policy"]
+    assert result["meta"]["steps_per_action"] == 2  # K rescaled by the bank horizon
     assert (cmp / "compare.md").read_text().count("\n| ") == 4

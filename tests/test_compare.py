@@ -30,7 +30,8 @@ def test_quick_compare_writes_json_markdown_and_plots(tiny_corpus_dir, tmp_path)
     assert saved["optuna_tpe"]["search_steps"] > 0 and saved["static"]["search_steps"] == 0
     table = (tmp_path / "compare.md").read_text()
     assert table.count("\n| ") == 4 and "optuna_tpe" in table
-    for png in ("compare_curves.png", "compare_knobs.png", "compare_alignments.png"):
+    assert saved["optuna_tpe"]["search_curve"][-1]["steps"] == saved["optuna_tpe"]["search_steps"]
+    for png in ("compare_curves.png", "compare_knobs.png", "compare_alignments.png", "compare_budget.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 
