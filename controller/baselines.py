@@ -23,6 +23,8 @@ SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
     "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
     "cmaes": lambda seed: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
     "gp": lambda seed: optuna.samplers.GPSampler(seed=seed),
+    # Multi-objective: validation mel loss against steps to align (Optuna cannot prune these).
+    "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=4),
 }
 
 
@@ -88,12 +90,13 @@ def optuna_search(sampler: str, cfg: OptunaConfig, env_cfg: EnvConfig, instances
         raise ValueError(f"sampler={sampler!r} is unknown; choose one of {sorted(SAMPLERS)}")
     pruner = {"median": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3),
               "hyperband": optuna.pruners.HyperbandPruner(), "none": optuna.pruners.NopPruner()}[cfg.pruner]
+    multi = sampler == "nsga2"
     study = optuna.create_study(study_name=study_name, storage=_storage(cfg.storage or default_storage),
-                                sampler=SAMPLERS[sampler](cfg.seed), pruner=pruner, direction="maximize",
-                                load_if_exists=True)
+                                sampler=SAMPLERS[sampler](cfg.seed), pruner=None if multi else pruner,
+                                directions=["minimize", "minimize"] if multi else ["maximize"], load_if_exists=True)
     env = TrainingEnv(replace(env_cfg, instances=instances))
 
-    def objective(trial: optuna.Trial) -> float:
+    def objective(trial: optuna.Trial) -> float | tuple[float, float]:
         schedule = parametric_schedule(suggest(trial))
 
         def report(n: int, info: dict) -> None:
@@ -101,10 +104,20 @@ def optuna_search(sampler: str, cfg: OptunaConfig, env_cfg: EnvConfig, instances
             if trial.should_prune():
                 raise optuna.TrialPruned()
         info, _ = run_episode(env, schedule_decider(schedule), instances[trial.number % len(instances)],
-                              cfg.seed + trial.number, report)
+                              cfg.seed + trial.number, None if multi else report)
+        if multi:  # a run that never aligns counts as twice the episode length
+            steps = info["steps_to_align"] if info["steps_to_align"] is not None else 2 * env.cfg.episode_steps
+            return info["val"]["mel_loss"], float(steps)
         return info["final_score"] if math.isfinite(info["final_score"]) else 0.0
 
-    done = sum(t.state.is_finished() for t in study.trials)
+    done = sum(t.state.is_finished() for t in study.trials)  # resumed trials count
     if done < cfg.n_trials:
         study.optimize(objective, n_trials=cfg.n_trials - done, catch=())
     return study
+
+
+def best_params(study: optuna.Study) -> dict:
+    """The single best trial, or on a Pareto front the fastest to align (then the lowest mel loss)."""
+    if len(study.directions) == 1:
+        return study.best_params
+    return min(study.best_trials, key=lambda t: (t.values[1], t.values[0])).params

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from controller.baselines import OptunaConfig, optuna_search, parametric_schedule
+from controller.baselines import OptunaConfig, best_params, optuna_search, parametric_schedule
 from controller.deploy import deployment_env_config, load_policy
 from controller.episodes import Decide, policy_decider, run_episode, schedule_decider
 from controller.plots import plot_alignments, plot_budget, plot_curves, plot_knob_trajectories
@@ -43,7 +43,7 @@ class CompareConfig:
     env: EnvConfig = field(default_factory=EnvConfig)  # used when no policy takes part
 
     def __post_init__(self) -> None:
-        known = {"static", "hand", "policy", "optuna_tpe", "optuna_cmaes", "optuna_gp"}
+        known = {"static", "hand", "policy", "optuna_tpe", "optuna_cmaes", "optuna_gp", "optuna_nsga2"}
         if unknown := set(self.methods) - known:
             raise ValueError(f"methods {sorted(unknown)} are unknown; choose from {sorted(known)}")
         if not self.seeds or self.episode_steps < 1:
@@ -72,11 +72,14 @@ def _decider(method: str, cfg: CompareConfig, env_cfg: EnvConfig, env: TrainingE
     study = optuna_search(sampler, cfg.optuna, env_cfg, train_instances, study_name=f"schedule-{sampler}",
                           default_storage=f"sqlite:///{out / 'optuna.db'}")
     curve, spent, best = [], 0, float("-inf")
+    multi = len(study.directions) > 1
     for trial in study.trials:  # pruned trials cost only the decisions they ran
-        spent += max(trial.intermediate_values, default=0) * env_cfg.steps_per_action
-        best = max(best, trial.value if trial.value is not None else best)
-        curve.append({"steps": spent, "best_train_score": best})
-    return schedule_decider(parametric_schedule(study.best_params)), spent, curve
+        spent += (env_cfg.episode_steps if multi else
+                  max(trial.intermediate_values, default=0) * env_cfg.steps_per_action)
+        if not multi:
+            best = max(best, trial.value if trial.value is not None else best)
+            curve.append({"steps": spent, "best_train_score": best})
+    return schedule_decider(parametric_schedule(best_params(study))), spent, curve
 
 
 def _run_record(info: dict, curve: list[dict], wall: float, instance: str, seed: int) -> dict:

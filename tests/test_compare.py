@@ -65,3 +65,12 @@ def test_parametric_schedule_respects_its_parameters():
     assert (first.ga_weight, first.r, first.tf_ratio, first.lr) == (15.0, 5, 1.0, 1e-3)
     assert mid.ga_weight == 1.0 and mid.r == 2 and mid.tf_ratio == 1.0
     assert last.tf_ratio == 0.5 and last.lr == pytest.approx(1e-4) and last.dropout == 0.2
+
+
+def test_nsga2_searches_mel_loss_against_steps_to_align(env_cfg, tmp_path):
+    from controller.baselines import best_params
+    cfg = OptunaConfig(n_trials=3, storage=f"sqlite:///{tmp_path / 'mo.db'}")
+    study = optuna_search("nsga2", cfg, env_cfg, env_cfg.instances, "mo", default_storage="unused")
+    assert len(study.directions) == 2 and len(study.trials) == 3
+    assert all(t.values[1] in (8.0,) or t.values[1] <= 4 for t in study.trials)  # 2x episode when never aligned
+    assert best_params(study) in [t.params for t in study.best_trials]
