@@ -23,7 +23,6 @@ import torch
 
 from tacotron.loss import valid_mask
 
-ALIGNMENT_KEYS = ("diagonality", "focus", "monotonicity", "coverage")
 # A run counts as aligned once validation reaches both (the env's steps_to_align uses these).
 ALIGNED_DIAGONALITY = 0.8
 ALIGNED_GATE_ACCURACY = 0.95
