@@ -104,15 +104,25 @@ class HeldOutEvalCallback(PeriodicCallback):
 
 
 class ProgressCallback(BaseCallback):
-    def __init__(self, total: int):
+    """A progress bar over env steps, or over the training-time budget when one is set."""
+
+    def __init__(self, total: int, clock: TrainingClock, budget_s: float = 0.0):
         super().__init__()
-        self.total = total
+        self.total, self.clock, self.budget_s = total, clock, budget_s
 
     def _on_training_start(self) -> None:
-        self.bar = tqdm(total=self.total, initial=self.num_timesteps, desc="PPO env steps")
+        if self.budget_s > 0:
+            self.bar = tqdm(total=round(self.budget_s), initial=min(round(self.clock.seconds()), round(self.budget_s)),
+                            desc="PPO training time", unit="s")
+        else:
+            self.bar = tqdm(total=self.total, initial=self.num_timesteps, desc="PPO env steps")
 
     def _on_step(self) -> bool:
-        self.bar.update(self.training_env.num_envs)
+        if self.budget_s > 0:
+            self.bar.update(min(round(self.clock.seconds()), round(self.budget_s)) - self.bar.n)
+            self.bar.set_postfix(env_steps=self.num_timesteps, refresh=False)
+        else:
+            self.bar.update(self.training_env.num_envs)
         return True
 
     def _on_training_end(self) -> None:

@@ -97,7 +97,8 @@ def train_controller(cfg: ControllerConfig) -> Path:
                     **ppo_kwargs)
     clock = TrainingClock(load_meta(latest).get("train_seconds", 0.0) if latest is not None else 0.0)
     callbacks = [CheckpointCallback(ckpt_dir, cfg.checkpoint_every, cfg.env, clock), EpisodeLogCallback(),
-                 ProgressCallback(cfg.total_timesteps), TimeBudgetCallback(clock, cfg.time_budget_s)]
+                 ProgressCallback(cfg.total_timesteps, clock, cfg.time_budget_s),
+                 TimeBudgetCallback(clock, cfg.time_budget_s)]
     if cfg.eval_every > 0:
         callbacks.append(HeldOutEvalCallback(cfg.env, heldout, cfg.eval_every, out / "heldout_eval.jsonl"))
     remaining = cfg.total_timesteps - model.num_timesteps
