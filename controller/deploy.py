@@ -8,7 +8,6 @@ carries progress fractions and normalised knobs, never raw step counts.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 from dataclasses import asdict, dataclass
@@ -22,7 +21,7 @@ from controller.plots import plot_knob_trajectories
 from controller.policy_io import load_env_config
 from env.training_env import EnvConfig, TrainingEnv
 from tacotron import checkpoint
-from tacotron.knobs import KNOB_NAMES
+from tacotron.knobs import write_knob_csv
 
 
 @dataclass
@@ -102,9 +101,6 @@ def deploy(cfg: DeployConfig, progress: bool = True) -> dict:
                "rollbacks": env.trainer.rollbacks, "diverged": bool(term), "final_val": info["val"],
                "score_history": history, "config": asdict(cfg)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    with (out / "knobs.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["step", *KNOB_NAMES])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_knob_csv(rows, out / "knobs.csv")
     plot_knob_trajectories({"policy": rows}, out / "knobs.png", f"policy on {cfg.data}")
     return summary

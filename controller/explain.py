@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from controller.deploy import load_policy  # noqa: E402
-from controller.episodes import run_episode  # noqa: E402
+from controller.episodes import policy_decider, run_episode  # noqa: E402
 from controller.plots import plot_knob_trajectories  # noqa: E402
 from controller.policy_io import load_env_config  # noqa: E402
 from env.instances import load_instance_set  # noqa: E402
@@ -54,16 +54,17 @@ def explain(cfg: ExplainConfig) -> dict:
     model, stats = load_policy(Path(cfg.policy), env)
     seen, trajectories = [], {}
 
-    def decide(obs, _env):
-        norm = stats.normalize_obs(obs)
-        seen.append(norm)
-        return model.predict(norm, deterministic=True)[0]
+    act = policy_decider(model, stats)
+
+    def decide(obs, env):
+        seen.append(obs)  # raw; normalised below with the same frozen statistics
+        return act(obs, env)
     for i in range(cfg.episodes):
         instance = instances[i % len(instances)]
         info, _ = run_episode(env, decide, instance, seed=i)
         trajectories[f"{instance} (seed {i})"] = info["knob_trajectory"]
     plot_knob_trajectories(trajectories, out / "trajectories.png", "policy knob trajectories")
-    sens = sensitivity(model, np.stack(seen))
+    sens = sensitivity(model, stats.normalize_obs(np.stack(seen)))
     actions, features = env_cfg.actions.active, env.obs_names
     fig, ax = plt.subplots(figsize=(12, 3))
     ax.imshow(sens, aspect="auto", cmap="viridis")

@@ -1,7 +1,9 @@
 """The five scheduled knobs. One name per knob end to end: lr, ga_weight, dropout, r, tf_ratio."""
 from __future__ import annotations
 
+import csv
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from tacotron.data import R_MAX
 
@@ -36,3 +38,11 @@ class Knobs:
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+def write_knob_csv(rows: list[dict], path: Path) -> None:
+    """A knob trajectory (rows of {"step", knob...}) as CSV with a fixed column order."""
+    with Path(path).open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["step", *KNOB_NAMES])
+        writer.writeheader()
+        writer.writerows(rows)

@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from dataclasses import asdict, dataclass, field, replace
@@ -18,7 +17,7 @@ from tqdm import tqdm
 from tacotron import checkpoint
 from tacotron.audio import AudioConfig
 from tacotron.data import Corpus, DataConfig, load_corpus
-from tacotron.knobs import KNOB_NAMES, Knobs
+from tacotron.knobs import Knobs, write_knob_csv
 from tacotron.loss import LossConfig
 from tacotron.metrics import is_aligned
 from tacotron.model import ModelConfig
@@ -149,7 +148,4 @@ def steps_to_align(history: list[dict]) -> int | None:
 
 def _write_outputs(out: Path, summary: RunSummary, knob_rows: list[dict]) -> None:
     (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
-    with (out / "knobs.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["step", *KNOB_NAMES])
-        writer.writeheader()
-        writer.writerows(knob_rows)
+    write_knob_csv(knob_rows, out / "knobs.csv")
