@@ -47,3 +47,39 @@ def test_regotron_penalty_prefers_forward_alignments():
     soft = torch.rand(2, t, n, requires_grad=True)
     monotonic_penalty(soft.softmax(2), torch.tensor([n, 12]), torch.tensor([t, 25]), 1.0).backward()
     assert soft.grad.abs().sum() > 0
+
+
+def test_decoder_step_equals_the_two_nn_lstm_cells():
+    dec = Tacotron2(ModelConfig(n_symbols=40)).decoder
+    cfg, b, n = dec.cfg, 3, 11
+    mem = dec.attention.prepare(torch.randn(b, n, cfg.encoder_dim), torch.tensor([n, 7, 4]))
+    state = DecoderState(torch.randn(b, cfg.attention_rnn_dim), torch.randn(b, cfg.attention_rnn_dim),
+                         torch.randn(b, cfg.decoder_rnn_dim), torch.randn(b, cfg.decoder_rnn_dim),
+                         torch.rand(b, n).softmax(1), torch.rand(b, n), torch.randn(b, cfg.encoder_dim))
+    prenet_out = torch.randn(b, cfg.prenet_dim)
+    w = dec.cell_weights()
+    new = dec.step(dec.prenet_gates(prenet_out, w), state, mem, w)
+    ah, ac = dec.attention_rnn(torch.cat([prenet_out, state.context], 1), (state.attention_hidden, state.attention_cell))
+    dh, dc = dec.decoder_rnn(torch.cat([ah, new.context], 1), (state.decoder_hidden, state.decoder_cell))
+    for got, want in ((new.attention_hidden, ah), (new.attention_cell, ac), (new.decoder_hidden, dh),
+                      (new.decoder_cell, dc)):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_teacher_forced_pass_equals_the_step_by_step_path():
+    """tf_ratio = 1 projects all steps at once; tf_ratio just below 1 takes the per-step path, which
+    then still feeds ground truth. Without random dropout both must give the same outputs and grads."""
+    torch.manual_seed(0)
+    model = Tacotron2(ModelConfig(n_symbols=40, prenet_dropout=0.0, conv_dropout=0.0)).eval()
+    text, lengths = torch.randint(1, 40, (2, 9)), torch.tensor([9, 6])
+    mels = torch.randn(2, 80, 24)
+    outs, grads = [], []
+    for tf in (1.0, 1 - 1e-9):
+        model.zero_grad()
+        out = model(text, lengths, mels, r=3, tf_ratio=tf)
+        out.mel_post.square().mean().add(out.gate.sigmoid().mean()).backward()
+        outs.append(out)
+        grads.append(model.decoder.attention_rnn.weight_ih.grad.clone())
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
