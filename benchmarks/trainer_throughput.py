@@ -5,7 +5,9 @@ Every row times the same bare loop (forward, loss, backward, clip, Adam step) on
 * **baseline**: the model code as first committed (``REFERENCE_COMMIT``, read from git history),
   tiny at r=1 on the issue's original 2-8 word utterances;
 * the current code on the same setting, then on the proxy's 2-5 word utterances at r in {1, 3, 5},
-  for tiny and small.
+  for tiny and small;
+* tiny at r=3 and r=5 as the env runs it: 2 processes of 1 thread each, timed concurrently
+  (their summed steps/s: the machine's throughput, which is what PPO's experience costs).
 
 The reference and current models share parameter names, so the script also loads the same
 weights into both and reports the largest output difference (dropout off): the faster step must
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import multiprocessing
 import subprocess
 import sys
 import tempfile
@@ -104,30 +107,65 @@ def measure(model, trainer: Trainer, knobs: Knobs, steps: int) -> dict:
     return row
 
 
+def build(preset: str, r: int, data) -> tuple[Trainer, Knobs]:
+    knobs = Knobs(r=r, ga_weight=10)
+    torch.manual_seed(0)
+    cfg = ModelConfig.preset(preset, data.frontend.n_symbols)
+    return Trainer(data, cfg, TrainerConfig(batch_size=BATCH, device="cpu"), knobs=knobs), knobs
+
+
+def proxy_corpus(max_words: int = 5):
+    return load_corpus(generate_proxy_corpus(ProxySpec(max_words=max_words)), AudioConfig(), DataConfig(),
+                       progress=False)
+
+
+def _parallel_worker(r: int, steps: int, barrier, results) -> None:
+    torch.set_num_threads(1)
+    trainer, knobs = build("tiny", r, proxy_corpus())
+    batches = [trainer.sampler.batch(i) for i in range(steps)]
+    optimizer = torch.optim.Adam(trainer.model.parameters(), lr=knobs.lr)
+    bare_steps(trainer.model, optimizer, batches[:2], knobs, trainer.loss_cfg)  # warm-up
+    barrier.wait()  # both processes time the same stretch of wall time
+    results.put(bare_steps(trainer.model, optimizer, batches, knobs, trainer.loss_cfg))
+
+
+def parallel_row(r: int, steps: int, processes: int = 2) -> dict:
+    """Summed steps/s of ``processes`` single-thread trainers running at once."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    workers = [ctx.Process(target=_parallel_worker, args=(r, steps, barrier, results)) for _ in range(processes)]
+    for w in workers:
+        w.start()
+    seconds = [results.get() for _ in workers]
+    for w in workers:
+        w.join()
+    steps_per_s = sum(1 / s for s in seconds)
+    return {"code": "current", "model": "tiny", "r": r, "utterances": "2-5 words", "processes": f"{processes}x1 thread",
+            "s_per_step": 1 / steps_per_s, "steps_per_s": steps_per_s, "utts_per_s": BATCH * steps_per_s,
+            "overhead_pct": float("nan")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    short = load_corpus(generate_proxy_corpus(ProxySpec()), AudioConfig(), DataConfig(), progress=False)
-    long = load_corpus(generate_proxy_corpus(ProxySpec(max_words=8)), AudioConfig(), DataConfig(), progress=False)
+    short, long = proxy_corpus(), proxy_corpus(max_words=8)
     reference_cls = reference_model_class()
     cases = [("reference", "tiny", 1, long, "2-8 words")] if reference_cls else []
     cases += [("current", "tiny", 1, long, "2-8 words")]
     cases += [("current", preset, r, short, "2-5 words") for preset in ("tiny", "small") for r in (1, 3, 5)]
     rows, difference = [], float("nan")
     for code, preset, r, data, utterances in cases:
-        cfg = ModelConfig.preset(preset, data.frontend.n_symbols)
-        knobs = Knobs(r=r, ga_weight=10)
-        torch.manual_seed(0)
-        trainer = Trainer(data, cfg, TrainerConfig(batch_size=BATCH, device="cpu"), knobs=knobs)
+        trainer, knobs = build(preset, r, data)
         model = trainer.model
         if code == "reference":
-            difference = max_output_difference(reference_cls, cfg, trainer.sampler.batch(0))
-            model = reference_cls(cfg)
+            difference = max_output_difference(reference_cls, trainer.model_cfg, trainer.sampler.batch(0))
+            model = reference_cls(trainer.model_cfg)
         rows.append({"code": code, "model": preset, "r": r, "utterances": utterances,
-                     **measure(model, trainer, knobs, args.steps)})
+                     "processes": f"1x{args.threads} threads", **measure(model, trainer, knobs, args.steps)})
+    rows += [parallel_row(r, args.steps) for r in (3, 5)]
     for row in rows:
         row["speedup_vs_baseline"] = row["steps_per_s"] / rows[0]["steps_per_s"]
     write_results("trainer_throughput",

@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 from controller.compare import CompareConfig, compare
 from controller.deploy import DeployConfig, deploy
 from controller.explain import ExplainConfig, explain
+from controller.surrogate import RecordConfig, record_transitions
 from controller.train import ControllerConfig, train_controller
 from env.bank import build_bank
 from env.instances import CONFIG_DIR, load_instance_set
@@ -50,7 +51,7 @@ class DemoCommand:
 for schema_name, schema in {"run_schema": RunConfig, "proxy_schema": ProxyCommand, "demo_schema": DemoCommand,
                             "controller_schema": ControllerConfig, "deploy_schema": DeployConfig,
                             "compare_schema": CompareConfig, "explain_schema": ExplainConfig,
-                            "env_schema": EnvConfig}.items():
+                            "env_schema": EnvConfig, "record_schema": RecordConfig}.items():
     ConfigStore.instance().store(name=schema_name, node=schema)
 
 
@@ -106,6 +107,11 @@ def cmd_build_bank(cfg: EnvConfig) -> None:
     print(f"bank written to {build_bank(instances, cfg, cfg.bank)}")
 
 
+def cmd_record_transitions(cfg: RecordConfig) -> None:
+    print(f"transitions written to {record_transitions(cfg)}; pre-train on them with `tacotune controller train "
+          f"surrogate.transitions={cfg.out} surrogate.pretrain_timesteps=20000`")
+
+
 def cmd_bench_compare(cfg: CompareConfig) -> None:
     compare(cfg)
     print((Path(cfg.out_dir) / "compare.md").read_text())
@@ -135,6 +141,9 @@ COMMANDS: dict[tuple[str, ...], tuple[str, Callable, str]] = {
                                 "observation feature."),
     ("env", "build-bank"): ("env/build_bank", cmd_build_bank,
                             "Build (or finish) the warm-start checkpoint bank used by env start=bank."),
+    ("env", "record-transitions"): ("env/record_transitions", cmd_record_transitions,
+                                    "Record real proxy-episode transitions under random actions, to fit the "
+                                    "surrogate that PPO can pre-train on (controller train surrogate.*)."),
     ("bench", "compare"): ("bench/compare", cmd_bench_compare,
                            "Equal-compute comparison of static, hand, Optuna and the policy on held-out "
                            "instances; writes compare.json/.md/.png."),

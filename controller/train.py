@@ -21,6 +21,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNorm
 from controller.callbacks import (CheckpointCallback, EpisodeLogCallback, HeldOutEvalCallback, ProgressCallback,
                                   TimeBudgetCallback, TrainingClock)
 from controller.policy_io import load_meta, save_policy
+from controller.surrogate import SurrogateConfig, surrogate_vec_env
 from env.instances import load_instance_set
 from env.training_env import EnvConfig, TrainingEnv
 from tacotron import checkpoint
@@ -58,6 +59,7 @@ class ControllerConfig:
     tensorboard: bool = True
     time_budget_s: float = 0.0  # stop after this much training wall time (0 = run total_timesteps)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    surrogate: SurrogateConfig = field(default_factory=SurrogateConfig)
     env: EnvConfig = field(default_factory=lambda: EnvConfig(threads=1))
 
     def __post_init__(self) -> None:
@@ -78,6 +80,19 @@ def make_vec_env(cfg: ControllerConfig) -> VecNormalize:
     return VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=cfg.ppo.gamma)
 
 
+def pretrain_on_surrogate(model: PPO, venv: VecNormalize, cfg: ControllerConfig) -> dict:
+    """PPO on the learned surrogate, then hand the real env the surrogate's normalisation statistics
+    (the policy has learned on inputs scaled by them) -> the surrogate's fit report."""
+    sim, report = surrogate_vec_env(cfg.surrogate, cfg.n_envs, cfg.seed)
+    sim = VecNormalize(sim, norm_obs=True, norm_reward=True, gamma=cfg.ppo.gamma)
+    model.set_env(sim)
+    model.learn(cfg.surrogate.pretrain_timesteps, tb_log_name="ppo_surrogate")
+    venv.obs_rms, venv.ret_rms = sim.obs_rms.copy(), sim.ret_rms.copy()
+    model.set_env(venv)
+    model.num_timesteps = 0  # checkpoints, totals and budgets count real env steps
+    return report
+
+
 def train_controller(cfg: ControllerConfig) -> Path:
     """Train (or resume) and write the final policy directory ``out_dir/policy``; returns it."""
     out = Path(cfg.out_dir)
@@ -96,6 +111,10 @@ def train_controller(cfg: ControllerConfig) -> Path:
                     policy_kwargs={"net_arch": list(cfg.ppo.net_arch), "log_std_init": cfg.ppo.log_std_init},
                     **ppo_kwargs)
     clock = TrainingClock(load_meta(latest).get("train_seconds", 0.0) if latest is not None else 0.0)
+    if latest is None and cfg.surrogate.pretrain_timesteps > 0:
+        report = pretrain_on_surrogate(model, venv, cfg)  # counted in the training clock
+        out.mkdir(parents=True, exist_ok=True)
+        checkpoint.atomic_write_text(out / "surrogate_fit.json", json.dumps(report, indent=2))
     callbacks = [CheckpointCallback(ckpt_dir, cfg.checkpoint_every, cfg.env, clock), EpisodeLogCallback(),
                  ProgressCallback(cfg.total_timesteps, clock, cfg.time_budget_s),
                  TimeBudgetCallback(clock, cfg.time_budget_s)]

@@ -29,6 +29,15 @@ def test_dropout_masks_follow_p_and_mode():
     assert dec.dropout_masks(5, 2, "cpu") == [None, None]
 
 
+def test_uniform_mask_dropout_matches_inverted_dropout():
+    from tacotron.model import _dropout
+    x = torch.ones(200_000)
+    y = _dropout(x, 0.3, training=True)
+    assert abs((y == 0).float().mean().item() - 0.3) < 0.01 and abs(y.mean().item() - 1.0) < 0.01
+    assert set(y.unique().tolist()) == {0.0, torch.tensor(1 / 0.7).item()}
+    assert _dropout(x, 0.3, training=False) is x and _dropout(x, 0.0, training=True) is x
+
+
 def test_presets_have_the_documented_sizes():
     counts = {name: sum(p.numel() for p in Tacotron2(ModelConfig.preset(name, 40)).parameters()) / 1e6
               for name in ("tiny", "small", "full")}
