@@ -12,7 +12,6 @@ the real env. ``benchmarks/ppo_economics.py`` measures whether that pays.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,12 +21,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv
 from torch import nn
 from tqdm import tqdm
 
+from controller.vec_env import proxy_vec_env
 from env.observations import OBS_LIMIT
-from env.training_env import EnvConfig, TrainingEnv
+from env.training_env import EnvConfig
 from tacotron import checkpoint
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,7 @@ class RecordConfig:
 
 def record_transitions(cfg: RecordConfig) -> Path:
     """Run real episodes in ``n_envs`` processes and save their transitions (atomically) to ``cfg.out``."""
-    builders = [lambda i=i: TrainingEnv(dataclasses.replace(cfg.env, seed=cfg.seed + 1000 * i))
-                for i in range(cfg.n_envs)]
-    venv = SubprocVecEnv(builders, start_method="spawn") if cfg.n_envs > 1 else DummyVecEnv(builders)
+    venv = proxy_vec_env(cfg.env, cfg.n_envs, cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     rows = {name: [] for name in FIELDS}
     episode_of_env = np.arange(cfg.n_envs)
@@ -114,9 +112,12 @@ class Surrogate(nn.Module):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(n_obs + n_actions, hidden), nn.SiLU(), nn.Linear(hidden, hidden),
                                  nn.SiLU(), nn.Linear(hidden, n_obs + 1))
-        for name, size in (("x_mean", n_obs + n_actions), ("x_std", n_obs + n_actions),
-                           ("y_mean", n_obs + 1), ("y_std", n_obs + 1), ("noise_std", n_obs + 1)):
-            self.register_buffer(name, torch.zeros(size) if "mean" in name or "noise" in name else torch.ones(size))
+        n_in, n_out = n_obs + n_actions, n_obs + 1
+        self.register_buffer("x_mean", torch.zeros(n_in))
+        self.register_buffer("x_std", torch.ones(n_in))
+        self.register_buffer("y_mean", torch.zeros(n_out))
+        self.register_buffer("y_std", torch.ones(n_out))
+        self.register_buffer("noise_std", torch.zeros(n_out))  # per-output noise of SurrogateEnv
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Mean prediction ``[B, n_obs + 1]`` in original units: observation change, then reward."""

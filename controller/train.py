@@ -15,15 +15,15 @@ from pathlib import Path
 
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import CallbackList
-from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecNormalize
 
 from controller.callbacks import (CheckpointCallback, EpisodeLogCallback, HeldOutEvalCallback, ProgressCallback,
                                   TimeBudgetCallback, TrainingClock)
 from controller.policy_io import load_meta, save_policy
 from controller.surrogate import SurrogateConfig, surrogate_vec_env
+from controller.vec_env import proxy_vec_env
 from env.instances import load_instance_set
-from env.training_env import EnvConfig, TrainingEnv
+from env.training_env import EnvConfig
 from tacotron import checkpoint
 
 log = logging.getLogger(__name__)
@@ -68,18 +68,6 @@ class ControllerConfig:
                 raise ValueError(f"{key}={getattr(self, key)} must be >= 1")
 
 
-def _make_env(env_cfg: EnvConfig, seed: int):
-    def build():
-        return Monitor(TrainingEnv(dataclasses.replace(env_cfg, seed=seed)))
-    return build
-
-
-def make_vec_env(cfg: ControllerConfig) -> VecNormalize:
-    builders = [_make_env(cfg.env, cfg.seed + 1000 * i) for i in range(cfg.n_envs)]
-    venv = SubprocVecEnv(builders, start_method="spawn") if cfg.n_envs > 1 else DummyVecEnv(builders)
-    return VecNormalize(venv, norm_obs=True, norm_reward=True, gamma=cfg.ppo.gamma)
-
-
 def pretrain_on_surrogate(model: PPO, venv: VecNormalize, cfg: ControllerConfig) -> dict:
     """PPO on the learned surrogate, then hand the real env the surrogate's normalisation statistics
     (the policy has learned on inputs scaled by them) -> the surrogate's fit report."""
@@ -98,7 +86,8 @@ def train_controller(cfg: ControllerConfig) -> Path:
     out = Path(cfg.out_dir)
     ckpt_dir = out / "checkpoints"
     heldout = load_instance_set(cfg.heldout_set)
-    venv = make_vec_env(cfg)
+    venv = VecNormalize(proxy_vec_env(cfg.env, cfg.n_envs, cfg.seed), norm_obs=True, norm_reward=True,
+                        gamma=cfg.ppo.gamma)
     latest = checkpoint.latest(ckpt_dir, "step_*") if cfg.resume else None
     ppo_kwargs = {k: v for k, v in dataclasses.asdict(cfg.ppo).items() if k not in ("net_arch", "log_std_init")}
     tb = str(out / "tb") if cfg.tensorboard else None

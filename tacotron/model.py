@@ -223,7 +223,7 @@ class Decoder(nn.Module):
                             (self.decoder_dropout, self.cfg.decoder_rnn_dim)):
             p = module.p
             use = self.training and p > 0
-            masks.append((torch.rand(n_steps, batch, dim, device=device) >= p).float() / (1 - p) if use else None)
+            masks.append(_dropout(torch.ones(n_steps, batch, dim, device=device), p, True) if use else None)
         return masks
 
     def cell_weights(self) -> CellWeights:
@@ -279,7 +279,7 @@ class Decoder(nn.Module):
         # unbind, not indexing: indexing step i back-propagates a zero-filled copy of the whole tensor
         gates_all = self.prenet_gates(self.prenet(inputs), w).unbind(0) if tf_ratio >= 1.0 else None
         state = self.initial_state(memory)
-        states, last_frames = [], []
+        states, last_frame = [], None
         for i in range(n_steps):
             if gates_all is not None:
                 prenet_gates = gates_all[i]
@@ -287,13 +287,13 @@ class Decoder(nn.Module):
                 prev = inputs[i]
                 if i > 0:
                     use_truth = torch.rand(b, 1, device=mels.device) < tf_ratio
-                    prev = torch.where(use_truth, prev, last_frames[-1])
+                    prev = torch.where(use_truth, prev, last_frame)
                 prenet_gates = self.prenet_gates(self.prenet(prev), w)
             masks = (None if att_masks is None else att_masks[i], None if dec_masks is None else dec_masks[i])
             state = self.step(prenet_gates, state, mem, w, masks)
             states.append(state)
             if gates_all is None:  # scheduled sampling feeds the model's own (detached) frame back
-                last_frames.append(self.project([state], r)[0][:, -1].detach())
+                last_frame = self.project([state], r)[0][:, -1].detach()
         frames, gates = self.project(states, r)
         return frames.transpose(1, 2), gates, torch.stack([s.attention for s in states], dim=1)
 
