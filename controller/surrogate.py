@@ -97,6 +97,9 @@ def record_transitions(cfg: RecordConfig) -> Path:
 
 
 def load_transitions(path: str | Path) -> dict[str, torch.Tensor]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"transitions file {path} does not exist; record one with "
+                                f"`tacotune env record-transitions out={path}`")
     data = checkpoint.load(Path(path))
     missing = [name for name in FIELDS if name not in data]
     if missing:

@@ -68,6 +68,8 @@ def test_ppo_pretrains_on_the_surrogate_then_counts_only_real_steps(tiny_corpus_
     policy = train_controller(cfg)
     assert PPO.load(policy / "model.zip").num_timesteps == 16
     assert json.loads((tmp_path / "ctl" / "surrogate_fit.json").read_text())["transitions"] == 12
+    with pytest.raises(FileNotFoundError, match="record one with"):
+        load_transitions(tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="needs surrogate.transitions"):
         train_controller(ControllerConfig(**{**vars(cfg), "out_dir": str(tmp_path / "x"),
                                              "surrogate": SurrogateConfig(pretrain_timesteps=8)}))
