@@ -8,8 +8,8 @@
 
 Each variant runs 2 parallel proxy runs for --budget-min minutes of wall time (so CPU-minutes =
 2 x wall minutes on this 2-core machine), saving a policy every --every real env steps. Each saved
-policy is then scored on a held-out voice by one deterministic 300-step run from scratch, next to
-the static defaults on the same run. Evaluation time is not counted as training time.
+policy is then scored by one deterministic 300-step run from scratch on each of --heldout-voices held-out
+voices (mean final score), next to the static defaults on the same runs. Evaluation time is not counted as training time.
 
     python benchmarks/ppo_economics.py [--budget-min 8] [--every 64] [--out /tmp/ppo_economics]
 """
@@ -63,15 +63,21 @@ def surrogate_variant(out: Path, args, instances: list[str]) -> tuple[Controller
     return variant_config("surrogate", out, args.budget_min * 60 - record_s, args.every, instances, surrogate), record_s
 
 
-def score_policies(run_dir: Path, heldout: str, seed: int, offset_s: float = 0.0) -> list[dict]:
-    env = TrainingEnv(EnvConfig(instances=[heldout], episode_steps=HORIZON, steps_per_action=20))
+def held_out_score(env: TrainingEnv, decider, heldouts: list[str], seed: int) -> dict:
+    """Mean final score (and runs aligned) of one deterministic 300-step run per held-out voice."""
+    infos = [run_episode(env, decider, voice, seed)[0] for voice in heldouts]
+    return {"final_score": sum(i["final_score"] for i in infos) / len(infos),
+            "aligned": sum(i["steps_to_align"] is not None for i in infos),
+            "per_voice": [round(i["final_score"], 4) for i in infos]}
+
+
+def score_policies(env: TrainingEnv, run_dir: Path, heldouts: list[str], seed: int,
+                   offset_s: float = 0.0) -> list[dict]:
     points = []
     for ckpt in sorted((run_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1])):
-        model, stats = load_policy(ckpt, env)
-        info, _ = run_episode(env, policy_decider(model, stats), heldout, seed)
         meta = load_meta(ckpt)
         points.append({"env_steps": meta["num_timesteps"], "cpu_minutes": 2 * (meta["train_seconds"] + offset_s) / 60,
-                       "final_score": info["final_score"], "steps_to_align": info["steps_to_align"]})
+                       **held_out_score(env, policy_decider(*load_policy(ckpt, env)), heldouts, seed)})
     return points
 
 
@@ -80,13 +86,15 @@ def main() -> None:
     parser.add_argument("--budget-min", type=float, default=8.0)
     parser.add_argument("--every", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--heldout-voices", type=int, default=3, help="score on the first N held-out voices")
     parser.add_argument("--record-transitions", type=int, default=120)
     parser.add_argument("--pretrain-steps", type=int, default=20_000)
     parser.add_argument("--out", default="/tmp/ppo_economics")
     args = parser.parse_args()
     out = Path(args.out)
     instances = load_instance_set("train")[:3]
-    heldout = load_instance_set("heldout")[0]
+    heldouts = load_instance_set("heldout")[:args.heldout_voices]
+    eval_env = TrainingEnv(EnvConfig(instances=heldouts, episode_steps=HORIZON, steps_per_action=20))
     bank_cfg = variant_config("bank", out, 0, args.every, instances).env
     build_bank(instances, bank_cfg, bank_cfg.bank)
     curves, fits = {}, {}
@@ -96,33 +104,34 @@ def main() -> None:
             cfg, offset_s = surrogate_variant(out, args, instances)
         if checkpoint.latest(Path(cfg.out_dir) / "checkpoints", "step_*") is None:
             train_controller(cfg)
-        curves[variant] = score_policies(Path(cfg.out_dir), heldout, args.seed, offset_s)
+        curves[variant] = score_policies(eval_env, Path(cfg.out_dir), heldouts, args.seed, offset_s)
         if variant == "surrogate":
             fits = json.loads((Path(cfg.out_dir) / "surrogate_fit.json").read_text()) | {"record_seconds": offset_s}
-    static_env = TrainingEnv(EnvConfig(instances=[heldout], episode_steps=HORIZON, steps_per_action=20))
-    static_score = run_episode(static_env, schedule_decider(static), heldout, args.seed)[0]["final_score"]
+    static_result = held_out_score(eval_env, schedule_decider(static), heldouts, args.seed)
+    static_score = static_result["final_score"]
     fig, ax = plt.subplots(figsize=(6, 4))
     for variant, points in curves.items():
         ax.plot([p["cpu_minutes"] for p in points], [p["final_score"] for p in points], marker="o", label=variant)
     ax.axhline(static_score, color="grey", linestyle="--", label="static defaults")
-    ax.set(xlabel="CPU-minutes of PPO training", ylabel=f"held-out final score ({heldout})")
+    ax.set(xlabel="CPU-minutes of PPO training", ylabel=f"mean held-out final score ({len(heldouts)} voices)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(RESULTS / "ppo_economics.png", dpi=90)
     rows = [{"variant": s, **p} for s, points in curves.items() for p in points]
     first_win = {s: next((p["cpu_minutes"] for p in points if p["final_score"] > static_score), None)
                  for s, points in curves.items()}
-    # one held-out run per point is noisy: "stays above" asks every later policy to beat static too
+    # single points are noisy (a few held-out runs): "stays above" asks every later policy to beat static too
     stays_above = {s: next((p["cpu_minutes"] for i, p in enumerate(points)
                             if all(q["final_score"] > static_score for q in points[i:])), None)
                    for s, points in curves.items()}
-    write_results("ppo_economics", {"heldout": heldout, "seed": args.seed, "static_final_score": static_score,
+    write_results("ppo_economics", {"heldout": heldouts, "seed": args.seed, "static": static_result,
                                     "budget_minutes_wall": args.budget_min, "first_cpu_minutes_beating_static":
                                     first_win, "cpu_minutes_from_which_all_beat_static": stays_above,
                                     "surrogate_fit": fits, "pretrain_steps": args.pretrain_steps,
                                     "curves": curves}, rows,
                   "PPO economics: held-out final score vs CPU-minutes of training",
-                  f"Static defaults score {static_score:.3f} on {heldout}, seed {args.seed}. "
+                  f"Static defaults score {static_score:.3f} (mean over {', '.join(heldouts)}; seed {args.seed}; "
+                  f"{static_result['aligned']} aligned). "
                   f"First CPU-minute beating it: {json.dumps(first_win)}; from which every later policy "
                   f"beats it: {json.dumps(stays_above)}. Surrogate: {args.pretrain_steps} "
                   f"pre-training steps on a fit to {fits.get('transitions')} real transitions (held-out R² of "
