@@ -99,9 +99,10 @@ def main() -> None:
     build_bank(instances, bank_cfg, bank_cfg.bank)
     curves, fits = {}, {}
     for variant in ("scratch", "bank", "surrogate"):
-        cfg, offset_s = variant_config(variant, out, args.budget_min * 60, args.every, instances), 0.0
         if variant == "surrogate":
             cfg, offset_s = surrogate_variant(out, args, instances)
+        else:
+            cfg, offset_s = variant_config(variant, out, args.budget_min * 60, args.every, instances), 0.0
         if checkpoint.latest(Path(cfg.out_dir) / "checkpoints", "step_*") is None:
             train_controller(cfg)
         curves[variant] = score_policies(eval_env, Path(cfg.out_dir), heldouts, args.seed, offset_s)

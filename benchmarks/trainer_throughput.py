@@ -91,11 +91,17 @@ def max_output_difference(reference_cls, cfg: ModelConfig, batch) -> float:
     return max((a - b).abs().max().item() for a, b in zip(*outs))
 
 
+def warmed_up(model, trainer: Trainer, knobs: Knobs, n: int) -> tuple[list, torch.optim.Optimizer]:
+    """The first ``n`` batches of ``trainer``'s sampler and an Adam for ``model``, after two warm-up steps."""
+    batches = [trainer.sampler.batch(i) for i in range(n)]
+    optimizer = torch.optim.Adam(model.parameters(), lr=knobs.lr)
+    bare_steps(model, optimizer, batches[:2], knobs, trainer.loss_cfg)
+    return batches, optimizer
+
+
 def measure(model, trainer: Trainer, knobs: Knobs, steps: int) -> dict:
     """Bare-loop and trainer seconds per step, interleaved so machine drift hits both alike."""
-    batches = [trainer.sampler.batch(i) for i in range(steps // 2)]
-    optimizer = torch.optim.Adam(model.parameters(), lr=knobs.lr)
-    bare_steps(model, optimizer, batches[:2], knobs, trainer.loss_cfg)  # warm-up
+    batches, optimizer = warmed_up(model, trainer, knobs, steps // 2)
     bare, full = [], []
     for _ in range(2):
         bare.append(bare_steps(model, optimizer, batches, knobs, trainer.loss_cfg))
@@ -122,9 +128,7 @@ def proxy_corpus(max_words: int = 5):
 def _parallel_worker(r: int, steps: int, barrier, results) -> None:
     torch.set_num_threads(1)
     trainer, knobs = build("tiny", r, proxy_corpus())
-    batches = [trainer.sampler.batch(i) for i in range(steps)]
-    optimizer = torch.optim.Adam(trainer.model.parameters(), lr=knobs.lr)
-    bare_steps(trainer.model, optimizer, batches[:2], knobs, trainer.loss_cfg)  # warm-up
+    batches, optimizer = warmed_up(trainer.model, trainer, knobs, steps)
     barrier.wait()  # both processes time the same stretch of wall time
     results.put(bare_steps(trainer.model, optimizer, batches, knobs, trainer.loss_cfg))
 
