@@ -1,17 +1,27 @@
-"""Optuna baseline: search a parametric knob schedule on the training instances.
+"""Optuna baselines: search a knob schedule on the training instances within an optimiser-step budget.
 
-Each trial is one proxy episode through the same ``TrainingEnv`` the policy sees; the composite
-score after every decision is reported as an intermediate value, so a pruner can stop bad trials.
+Two search spaces: ``schedule`` (a parametric schedule over the run) and ``constant`` (tuned static:
+the best constant knobs). A trial runs its schedule once on **every** training instance through the
+same ``TrainingEnv`` the policy sees and scores the mean final composite score; after each instance it
+reports the running mean, so a pruner compares trials on the same instances. Every trial records the
+optimiser steps it really ran (``user_attrs["steps"]``; a pruned trial counts what it ran), and the
+search stops before a trial would take it past ``budget_steps``. Studies run in ``workers`` processes
+on one shared storage, and their names carry a hash of everything that defines the search.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import math
+import multiprocessing as mp
 from dataclasses import dataclass, replace
-from typing import Callable
 
+import numpy as np
 import optuna
 import sqlalchemy.exc
+from optuna.trial import TrialState
 
 from controller.episodes import run_episode, schedule_decider
 from env.training_env import EnvConfig, TrainingEnv
@@ -19,27 +29,40 @@ from tacotron.knobs import Knobs
 from tacotron.schedules import Schedule
 
 log = logging.getLogger(__name__)
-SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
-    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
-    "cmaes": lambda seed: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
-    "gp": lambda seed: optuna.samplers.GPSampler(seed=seed),
-    # Multi-objective: validation mel loss against steps to align (Optuna cannot prune these).
-    "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=4),
-}
+SAMPLERS = ("tpe", "cmaes", "gp", "nsga2")
+SPACES = ("schedule", "constant")
+
+
+def make_sampler(name: str, seed: int, n_startup_trials: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, n_startup_trials=n_startup_trials,
+                                            warn_independent_sampling=False)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials)
+    # Multi-objective: free-running mel distance against steps to align (Optuna cannot prune these).
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=4)
 
 
 @dataclass
 class OptunaConfig:
-    n_trials: int = 12
+    budget_steps: int = 0  # optimiser steps for the whole search; 0 = the policy's search cost in a comparison
+    n_trials: int = 0  # finished trials to stop at; 0 = no cap (the budget decides)
+    n_startup_trials: int = 4  # random trials before the sampler models the space (TPE's default is 10)
     pruner: str = "median"  # median | hyperband | none
-    storage: str | None = None  # any RDB URL, or journal:<path>; default sqlite in the output folder
+    storage: str | None = None  # any RDB URL, or journal:<path>; default a journal file in the output folder
+    workers: int = 2  # processes sharing the study (one torch thread each)
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.pruner not in ("median", "hyperband", "none"):
             raise ValueError(f"optuna.pruner={self.pruner!r} must be median, hyperband or none")
-        if self.n_trials < 1:
-            raise ValueError(f"optuna.n_trials={self.n_trials} must be >= 1")
+        for key in ("budget_steps", "n_trials", "n_startup_trials"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"optuna.{key}={getattr(self, key)} must be >= 0")
+        if self.workers < 1:
+            raise ValueError(f"optuna.workers={self.workers} must be >= 1")
 
 
 def _lerp(a: float, b: float, frac: float) -> float:
@@ -48,8 +71,8 @@ def _lerp(a: float, b: float, frac: float) -> float:
 
 def parametric_schedule(p: dict) -> Schedule:
     """The searched family: guided-attention start/end/decay, LR peak/decay, teacher-forcing end and
-    ramp, an r milestone, and a constant dropout."""
-    def schedule(step: int, max_steps: int) -> Knobs:
+    ramp, an r milestone, and a constant dropout; all by fraction of the run."""
+    def schedule(step: int, max_steps: int, aligned_at: int | None = None) -> Knobs:
         f = step / max(max_steps, 1)
         lr = p["lr_peak"] * _lerp(1.0, p["lr_final_ratio"], f)
         return Knobs(lr=lr, ga_weight=_lerp(p["ga_start"], p["ga_end"], f / p["ga_decay_frac"]),
@@ -58,7 +81,12 @@ def parametric_schedule(p: dict) -> Schedule:
     return schedule
 
 
-def suggest(trial: optuna.Trial) -> dict:
+def constant_schedule(p: dict) -> Schedule:
+    knobs = Knobs(lr=p["lr"], ga_weight=p["ga_weight"], dropout=p["dropout"], r=p["r"], tf_ratio=p["tf_ratio"])
+    return lambda step, max_steps, aligned_at=None: knobs
+
+
+def suggest_schedule(trial: optuna.Trial) -> dict:
     r_start = trial.suggest_int("r_start", 2, 5)
     return {
         "ga_start": trial.suggest_float("ga_start", 1.0, 20.0), "ga_end": trial.suggest_float("ga_end", 0.0, 10.0),
@@ -73,7 +101,21 @@ def suggest(trial: optuna.Trial) -> dict:
     }
 
 
-def _storage(url: str) -> optuna.storages.BaseStorage | str:
+def suggest_constant(trial: optuna.Trial) -> dict:
+    """Constant knobs within the policy's action bounds (the env clips to them as well)."""
+    return {"lr": trial.suggest_float("lr", 1e-5, 2e-3, log=True), "ga_weight": trial.suggest_float("ga_weight", 0, 20),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.3), "r": trial.suggest_int("r", 1, 5),
+            "tf_ratio": trial.suggest_float("tf_ratio", 0.5, 1.0)}
+
+
+SPACE_FNS = {"schedule": (suggest_schedule, parametric_schedule), "constant": (suggest_constant, constant_schedule)}
+
+
+def schedule_from_params(space: str, params: dict) -> Schedule:
+    return SPACE_FNS[space][1](params)
+
+
+def _storage(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
@@ -83,41 +125,117 @@ def _storage(url: str) -> optuna.storages.BaseStorage | str:
         raise ValueError(f"optuna storage {url!r} cannot be opened: {err}") from err
 
 
-def optuna_search(sampler: str, cfg: OptunaConfig, env_cfg: EnvConfig, instances: list[str],
-                  study_name: str, default_storage: str) -> optuna.Study:
-    """Run (or resume) a study until it holds ``cfg.n_trials`` finished trials."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler={sampler!r} is unknown; choose one of {sorted(SAMPLERS)}")
-    pruner = {"median": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3),
-              "hyperband": optuna.pruners.HyperbandPruner(), "none": optuna.pruners.NopPruner()}[cfg.pruner]
-    multi = sampler == "nsga2"
-    study = optuna.create_study(study_name=study_name, storage=_storage(cfg.storage or default_storage),
-                                sampler=SAMPLERS[sampler](cfg.seed), pruner=None if multi else pruner,
-                                directions=["minimize", "minimize"] if multi else ["maximize"], load_if_exists=True)
-    env = TrainingEnv(replace(env_cfg, instances=instances))
+def study_name(prefix: str, sampler: str, space: str, cfg: OptunaConfig, env_cfg: EnvConfig,
+               instances: list[str]) -> str:
+    """``prefix-sampler-space-<hash>``: the hash covers the env, instances, sampler settings and seed
+    (not the budget or trial cap, so a larger budget continues the same study)."""
+    key = {"env": dataclasses.asdict(env_cfg), "instances": instances, "sampler": sampler, "space": space,
+           "n_startup_trials": cfg.n_startup_trials, "pruner": cfg.pruner, "seed": cfg.seed}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"{prefix}-{sampler}-{space}-{digest}"
 
+
+def spent_steps(study: optuna.Study) -> int:
+    return sum(t.user_attrs.get("steps", 0) for t in study.get_trials(deepcopy=False) if t.state.is_finished())
+
+
+def _out_of_budget(study: optuna.Study, cfg: OptunaConfig, trial_steps: int) -> bool:
+    """True when one more full trial, on top of the finished and running ones, would pass the budget,
+    or when the trial cap is reached."""
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(t.state.is_finished() for t in trials)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    if cfg.n_trials and finished + running >= cfg.n_trials:
+        return True
+    return bool(cfg.budget_steps) and spent_steps(study) + (running + 1) * trial_steps > cfg.budget_steps
+
+
+def _pruner(name: str, n_startup_trials: int) -> optuna.pruners.BasePruner:
+    return {"median": optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=0),
+            "hyperband": optuna.pruners.HyperbandPruner(), "none": optuna.pruners.NopPruner()}[name]
+
+
+def _objective(env: TrainingEnv, instances: list[str], space: str, multi: bool, seed: int):
     def objective(trial: optuna.Trial) -> float | tuple[float, float]:
-        schedule = parametric_schedule(suggest(trial))
+        schedule = schedule_from_params(space, SPACE_FNS[space][0](trial))
+        scores, mels, aligned_steps, steps = [], [], [], 0
+        trial.set_user_attr("threads", max(env.cfg.threads, 1))
+        for i, instance in enumerate(instances):
+            info, _ = run_episode(env, schedule_decider(schedule), instance, seed + trial.number)
+            steps += env.trainer.step_count
+            trial.set_user_attr("steps", steps)
+            scores.append(info["final_score"] if math.isfinite(info["final_score"]) else 0.0)
+            mels.append(info["val"]["infer_mel_dtw"])
+            # A run that never aligns counts as twice the episode length.
+            aligned_steps.append(info["steps_to_align"] or 2 * env.cfg.episode_steps)
+            if not multi:
+                trial.report(float(np.mean(scores)), i)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+        return (float(np.mean(mels)), float(np.mean(aligned_steps))) if multi else float(np.mean(scores))
+    return objective
 
-        def report(n: int, info: dict) -> None:
-            trial.report(info["score"], n)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-        info, _ = run_episode(env, schedule_decider(schedule), instances[trial.number % len(instances)],
-                              cfg.seed + trial.number, None if multi else report)
-        if multi:  # a run that never aligns counts as twice the episode length
-            steps = info["steps_to_align"] if info["steps_to_align"] is not None else 2 * env.cfg.episode_steps
-            return info["val"]["mel_loss"], float(steps)
-        return info["final_score"] if math.isfinite(info["final_score"]) else 0.0
 
-    done = sum(t.state.is_finished() for t in study.trials)  # resumed trials count
-    if done < cfg.n_trials:
-        study.optimize(objective, n_trials=cfg.n_trials - done, catch=())
-    return study
+def _run_worker(sampler: str, space: str, cfg: OptunaConfig, env_cfg: EnvConfig, instances: list[str],
+                name: str, storage_url: str, worker: int) -> None:
+    multi = sampler == "nsga2"
+    study = optuna.load_study(study_name=name, storage=_storage(storage_url),
+                              sampler=make_sampler(sampler, cfg.seed + 1000 * worker, cfg.n_startup_trials),
+                              pruner=None if multi else _pruner(cfg.pruner, cfg.n_startup_trials))
+    trial_steps = env_cfg.episode_steps * len(instances)
+    if _out_of_budget(study, cfg, trial_steps):
+        return
+    env = TrainingEnv(replace(env_cfg, instances=instances))
+    stop = lambda st, _: st.stop() if _out_of_budget(st, cfg, trial_steps) else None  # noqa: E731
+    study.optimize(_objective(env, instances, space, multi, cfg.seed), callbacks=[stop], catch=())
+    env.close()
+
+
+def optuna_search(sampler: str, cfg: OptunaConfig, env_cfg: EnvConfig, instances: list[str], prefix: str,
+                  default_storage: str, space: str = "schedule") -> optuna.Study:
+    """Run (or resume) a study until its budget or trial cap is spent; returns the study."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler={sampler!r} is unknown; choose one of {list(SAMPLERS)}")
+    if space not in SPACES:
+        raise ValueError(f"space={space!r} is unknown; choose one of {list(SPACES)}")
+    if not cfg.budget_steps and not cfg.n_trials:
+        raise ValueError("an Optuna search needs optuna.budget_steps or optuna.n_trials > 0")
+    url = cfg.storage or default_storage
+    name = study_name(prefix, sampler, space, cfg, env_cfg, instances)
+    multi = sampler == "nsga2"
+    study = optuna.create_study(study_name=name, storage=_storage(url), load_if_exists=True,
+                                directions=["minimize", "minimize"] if multi else ["maximize"])
+    args = (sampler, space, cfg, replace(env_cfg, threads=1 if cfg.workers > 1 else env_cfg.threads), instances,
+            name, url)
+    if cfg.workers == 1:
+        _run_worker(*args, 0)
+    else:
+        ctx = mp.get_context("spawn")
+        procs = [ctx.Process(target=_run_worker, args=(*args, w)) for w in range(cfg.workers)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        if any(p.exitcode != 0 for p in procs):
+            raise RuntimeError(f"an Optuna worker of study {name} failed (exit codes {[p.exitcode for p in procs]})")
+    return optuna.load_study(study_name=name, storage=_storage(url))
+
+
+def search_cost(study: optuna.Study) -> tuple[int, float, list[dict]]:
+    """-> (optimiser steps, CPU-seconds (trial time × its torch threads), best score so far against steps)."""
+    trials = sorted((t for t in study.trials if t.state.is_finished()), key=lambda t: t.datetime_complete)
+    curve, spent, cpu, best = [], 0, 0.0, float("-inf")
+    for t in trials:
+        spent += t.user_attrs.get("steps", 0)
+        cpu += (t.datetime_complete - t.datetime_start).total_seconds() * t.user_attrs.get("threads", 1)
+        if len(study.directions) == 1 and t.value is not None:
+            best = max(best, t.value)
+            curve.append({"steps": spent, "best_train_score": best})
+    return spent, cpu, curve
 
 
 def best_params(study: optuna.Study) -> dict:
-    """The single best trial, or on a Pareto front the fastest to align (then the lowest mel loss)."""
+    """The single best trial, or on a Pareto front the fastest to align (then the lowest mel distance)."""
     if len(study.directions) == 1:
         return study.best_params
     return min(study.best_trials, key=lambda t: (t.values[1], t.values[0])).params

@@ -44,7 +44,7 @@ class DemoCommand:
 
     controller: ControllerConfig = dataclasses.field(default_factory=ControllerConfig)
     compare: CompareConfig = dataclasses.field(default_factory=lambda: CompareConfig(
-        methods=["static", "hand", "policy"], policy="runs/demo/controller/policy", data=["en-gb-x-rp@175"],
+        methods=["static", "hand", "policy"], policy="runs/demo/controller/policy", data=["en-gb-scotland@185:2"],
         seeds=[0], out_dir="runs/demo/compare"))
 
 
@@ -80,8 +80,8 @@ def cmd_proxy(cfg: ProxyCommand) -> None:
 def cmd_train(cfg: RunConfig) -> None:
     summary = train_run(cfg)
     final = summary.final
-    print(f"done: val mel loss {final['mel_loss']:.3f}, inference diagonality {final['infer_diagonality']:.2f}, "
-          f"gate accuracy {final['gate_accuracy']:.2f}, steps to align {summary.steps_to_align}, "
+    print(f"done: free-running val mel DTW {final['infer_mel_dtw']:.3f}, diagonality {final['infer_diagonality']:.2f}, "
+          f"stop rate {final['infer_stop_rate']:.2f}, steps to align {summary.steps_to_align}, "
           f"rollbacks {summary.rollbacks}; outputs in {cfg.out_dir} (tensorboard --logdir {cfg.out_dir}/tb)")
 
 
@@ -114,13 +114,13 @@ def cmd_record_transitions(cfg: RecordConfig) -> None:
 
 def cmd_bench_compare(cfg: CompareConfig) -> None:
     compare(cfg)
-    print((Path(cfg.out_dir) / "compare.md").read_text())
+    print((Path(cfg.out_dir) / f"{cfg.name}.md").read_text())
 
 
 def cmd_demo(cfg: DemoCommand) -> None:
     env = cfg.controller.env
     train_instances = list(env.instances) or load_instance_set(env.instance_set)
-    for name in train_instances + load_instance_set(cfg.controller.heldout_set):
+    for name in train_instances + load_instance_set(cfg.compare.dev_set) + list(cfg.compare.data):
         generate_proxy_corpus(parse_instance(name, env.proxy))
     if env.start == "bank":
         build_bank(train_instances, env, env.bank)
@@ -145,11 +145,12 @@ COMMANDS: dict[tuple[str, ...], tuple[str, Callable, str]] = {
                                     "Record real proxy-episode transitions under random actions, to fit the "
                                     "surrogate that PPO can pre-train on (controller train surrogate.*)."),
     ("bench", "compare"): ("bench/compare", cmd_bench_compare,
-                           "Equal-compute comparison of static, hand, Optuna and the policy on held-out "
-                           "instances; writes compare.json/.md/.png."),
+                           "Equal-compute comparison of static, tuned static, hand, Optuna, the policy and "
+                           "its open-loop replay on the test instances (test split, free-running); writes "
+                           "<name>.json/.md/.png; resumes from the runs already done."),
     ("demo",): ("demo", cmd_demo, "The README's main job (~15 min on 2 cores): proxy corpora, a warm-start "
                                    "bank, PPO training, then the policy against the static and hand "
-                                   "schedules on a held-out voice."),
+                                   "schedules on a test voice."),
 }
 
 

@@ -1,164 +1,162 @@
-"""The equal-compute comparison: every method schedules the same runs on held-out instances.
+"""The equal-compute comparison: every method schedules the same runs on the test instances.
 
-All methods drive the same ``TrainingEnv`` (same model, data, seeds, optimiser steps, decision
-points and validation), so only the knob source differs. Writes ``compare.json`` (a ``methods``
-list, then per method the mean and std of each figure), ``compare.md`` and three PNGs.
+Each method first obtains its schedule (``controller.methods``; search costs counted), then every
+method trains the same runs from scratch: same model, data, seeds, initialisations, data order,
+decision points and validation, so only the knob source differs. The env and every knob source see
+the val split only; every reported figure comes from the **test** split, decoded free-running every
+``eval_every`` optimiser steps (r-independent figures, ``tacotron.metrics.FreeRunStats``).
+
+Runs execute in ``workers`` processes of one torch thread, each run saved as it finishes, so a
+killed comparison resumes from the runs already done. Writes ``<name>.json`` (see
+``summarise``), ``<name>.md`` and PNGs of learning curves and knob trajectories.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing as mp
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
-from controller.baselines import OptunaConfig, best_params, optuna_search, parametric_schedule
-from controller.deploy import deployment_env_config, load_policy
-from controller.episodes import Decide, policy_decider, run_episode, schedule_decider
-from controller.plots import plot_alignments, plot_budget, plot_curves, plot_knob_trajectories
+from controller.baselines import OptunaConfig
+from controller.deploy import deployment_env_config
+from controller.methods import METHODS, MethodSpec, decider, prepare, proxy_horizon
+from controller.plots import plot_knob_trajectories, plot_test_curves
 from controller.policy_io import load_env_config
+from controller.report import markdown_report, summarise
+from controller.episodes import run_episode
 from env.instances import load_instance_set
 from env.training_env import EnvConfig, TrainingEnv
-from tacotron.schedules import get_schedule
-
-FIGURES = ("final_val_mel_loss", "inference_diagonality", "gate_accuracy", "steps_to_align", "diverged",
-           "rollbacks", "final_score", "wall_time_s")
+from tacotron import checkpoint
+from tacotron.metrics import composite_score, is_aligned, steps_to_align
 
 
 @dataclass
 class CompareConfig:
-    methods: list[str] = field(default_factory=lambda: ["static", "hand", "optuna_tpe", "policy"])
+    methods: list[str] = field(default_factory=lambda: ["static", "tuned_static", "hand", "optuna_tpe", "replay",
+                                                         "policy"])
     policy: str = "runs/controller/policy"
-    data: list[str] = field(default_factory=list)  # instances or LJSpeech folders; default: the held-out set
-    heldout_set: str = "heldout"
+    data: list[str] = field(default_factory=list)  # instances or LJSpeech folders; default: the test set
+    test_set: str = "test"
+    dev_set: str = "heldout"  # where the replay method records the policy's trajectory
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     model: str = "tiny"
-    episode_steps: int = 300
+    episode_steps: int = 300  # optimiser steps of every compared run
+    eval_every: int = 50  # optimiser steps between free-running checks on the test split
+    workers: int = 2  # processes of one torch thread each
     out_dir: str = "benchmarks/results"
-    quick: bool = False  # ~10 min smoke run: 1 instance, 1 seed, 60 steps, 3 Optuna trials
+    name: str = "compare"  # output files <name>.json/.md/*.png and the folder <name>_runs/
+    quick: bool = False  # smoke run: 1 instance, 1 seed, at most 60 steps, a 2-trial Optuna search
     optuna: OptunaConfig = field(default_factory=OptunaConfig)
     env: EnvConfig = field(default_factory=EnvConfig)  # used when no policy takes part
 
     def __post_init__(self) -> None:
-        known = {"static", "hand", "policy", "optuna_tpe", "optuna_cmaes", "optuna_gp", "optuna_nsga2"}
-        if unknown := set(self.methods) - known:
-            raise ValueError(f"methods {sorted(unknown)} are unknown; choose from {sorted(known)}")
-        if not self.seeds or self.episode_steps < 1:
-            raise ValueError("seeds must be non-empty and episode_steps >= 1")
+        if unknown := set(self.methods) - set(METHODS):
+            raise ValueError(f"methods {sorted(unknown)} are unknown; choose from {sorted(METHODS)}")
+        if "replay" in self.methods and "policy" not in self.methods:
+            raise ValueError("method replay needs the policy among the methods")
+        if not self.seeds or self.episode_steps < 1 or self.eval_every < 1 or self.workers < 1:
+            raise ValueError("seeds must be non-empty and episode_steps, eval_every and workers >= 1")
 
 
-def _env_config(cfg: CompareConfig) -> EnvConfig:
-    """The policy's own env config when a policy takes part (observations must match), rescaled as
-    deploy does, so every method makes as many decisions per run as the policy did in training."""
+def _env_configs(cfg: CompareConfig) -> tuple[EnvConfig, EnvConfig]:
+    """-> (the env of every compared run, the env of search trials). With a policy, both come from the
+    policy's own env config (observations must match): compared runs rescale K as ``deploy`` does,
+    and search trials are from-scratch proxy runs as long as the policy's proxy horizon."""
     base = load_env_config(Path(cfg.policy)) if "policy" in cfg.methods else cfg.env
-    return deployment_env_config(base, cfg.episode_steps, model=cfg.model, log_dir=None)
+    run_env = deployment_env_config(base, cfg.episode_steps, model=cfg.model, log_dir=None, threads=1)
+    search_env = deployment_env_config(base, proxy_horizon(base), log_dir=None)
+    return run_env, search_env
 
 
-def _decider(method: str, cfg: CompareConfig, env_cfg: EnvConfig, env: TrainingEnv,
-             out: Path) -> tuple[Decide, int, list[dict]]:
-    """-> (knob source, optimiser steps spent to obtain it, search curve: best training score so far
-    against cumulative optimiser steps, for searches that have one)."""
-    if method in ("static", "hand"):
-        return schedule_decider(get_schedule(method)), 0, []
-    if method == "policy":
-        model, stats = load_policy(Path(cfg.policy), env)
-        trained = load_env_config(Path(cfg.policy))
-        return policy_decider(model, stats), model.num_timesteps * trained.steps_per_action, []
-    sampler = method.removeprefix("optuna_")
-    train_instances = list(env_cfg.instances) or load_instance_set(env_cfg.instance_set)
-    study = optuna_search(sampler, cfg.optuna, env_cfg, train_instances, study_name=f"schedule-{sampler}",
-                          default_storage=f"sqlite:///{out / 'optuna.db'}")
-    curve, spent, best = [], 0, float("-inf")
-    multi = len(study.directions) > 1
-    for trial in study.trials:  # pruned trials cost only the decisions they ran
-        spent += (env_cfg.episode_steps if multi else
-                  max(trial.intermediate_values, default=0) * env_cfg.steps_per_action)
-        if not multi:
-            best = max(best, trial.value if trial.value is not None else best)
-            curve.append({"steps": spent, "best_train_score": best})
-    return schedule_decider(parametric_schedule(best_params(study))), spent, curve
+def _test_check(trainer) -> dict:
+    stats, _ = trainer.free_run(trainer.corpus.test)
+    return {"step": trainer.step_count, **stats.as_dict(), "score": composite_score(stats), "aligned": is_aligned(stats)}
 
 
-def _run_record(info: dict, curve: list[dict], wall: float, instance: str, seed: int) -> dict:
-    return {"instance": instance, "seed": seed, "final_val_mel_loss": info["val"]["mel_loss"],
-            "inference_diagonality": info["val"]["infer_diagonality"], "gate_accuracy": info["val"]["gate_accuracy"],
-            "steps_to_align": info["steps_to_align"], "diverged": float(info["diverged"]),
-            "rollbacks": info["rollbacks_total"], "final_score": info["final_score"], "wall_time_s": wall,
-            "curve": curve, "knob_trajectory": info["knob_trajectory"]}
+def run_one(spec: MethodSpec, env_cfg: EnvConfig, instance: str, seed: int, eval_every: int) -> dict:
+    """One compared run -> its record: the final test check, steps to align (two consecutive aligned test
+    checks; None = censored), the test curve and the knob trajectory."""
+    env = TrainingEnv(env_cfg, instances=[instance])
+    checks: list[dict] = []
+    env.after_optimizer_step = lambda tr: checks.append(_test_check(tr)) if tr.step_count % eval_every == 0 else None
+    started = time.perf_counter()
+    info, _ = run_episode(env, decider(spec, env), instance, seed)
+    if not checks or checks[-1]["step"] != env.trainer.step_count:
+        checks.append(_test_check(env.trainer))
+    env.close()
+    final = checks[-1]
+    return {"instance": instance, "seed": seed, "final": final,
+            "steps_to_align": steps_to_align([(c["step"], c["aligned"]) for c in checks]),
+            "diverged": bool(info["diverged"]), "rollbacks": info["rollbacks_total"],
+            "wall_s": time.perf_counter() - started, "run_steps": env.trainer.step_count,
+            "curve": [{k: c[k] for k in ("step", "mel_dtw", "diagonality", "score")} for c in checks],
+            "knob_trajectory": info["knob_trajectory"]}
 
 
-def _aggregate(runs: list[dict]) -> dict:
-    out = {}
-    for key in FIGURES:
-        values = [r[key] for r in runs if r[key] is not None]
-        out[key] = {"mean": float(np.mean(values)) if values else None,
-                    "std": float(np.std(values)) if values else None}
-    out["never_aligned"] = sum(r["steps_to_align"] is None for r in runs)
-    out["runs"] = len(runs)
-    return out
+def _job(args: tuple) -> tuple[str, dict]:
+    method, spec, env_cfg, instance, seed, eval_every, path = args
+    if spec["kind"] == "pbt":
+        from controller.pbt import run_pbt  # Ray is imported only where PBT runs
+        record = run_pbt(spec, env_cfg, instance, seed, eval_every)
+    else:
+        record = run_one(spec, env_cfg, instance, seed, eval_every)
+    checkpoint.atomic_write_text(Path(path), json.dumps(record))
+    return method, record
+
+
+def _run_grid(jobs: list[tuple], workers: int, progress: bool) -> None:
+    bar = tqdm(total=len(jobs), desc="compared runs", disable=not progress)
+    if workers == 1:
+        for job in jobs:
+            _job(job)
+            bar.update(1)
+    else:
+        with mp.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
+            for method, record in pool.imap_unordered(_job, jobs):
+                bar.update(1)
+                bar.set_postfix(last=f"{method} {record['final']['mel_dtw']:.3f}")
+    bar.close()
+
+
+def _quick(cfg: CompareConfig) -> CompareConfig:
+    return dataclasses.replace(cfg, seeds=cfg.seeds[:1], episode_steps=min(cfg.episode_steps, 60),
+                               eval_every=min(cfg.eval_every, 10),
+                               optuna=dataclasses.replace(cfg.optuna, n_trials=2, budget_steps=0))
 
 
 def compare(cfg: CompareConfig, progress: bool = True) -> dict:
-    if cfg.quick:
-        cfg = dataclasses.replace(cfg, seeds=cfg.seeds[:1], episode_steps=min(cfg.episode_steps, 60),
-                                  optuna=dataclasses.replace(cfg.optuna, n_trials=min(cfg.optuna.n_trials, 3)))
+    cfg = _quick(cfg) if cfg.quick else cfg
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    instances = list(cfg.data) or load_instance_set(cfg.heldout_set)
+    runs_dir = out / f"{cfg.name}_runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    instances = list(cfg.data) or load_instance_set(cfg.test_set)
     instances = instances[:1] if cfg.quick else instances
-    env_cfg = _env_config(cfg)
-    env = TrainingEnv(env_cfg, instances=instances)
+    run_env, search_env = _env_configs(cfg)
     started = time.time()
-    result: dict = {"methods": list(cfg.methods)}
-    runs_by_method, alignments = {}, {}
+    specs = {m: prepare(m, env_cfg=run_env, policy=Path(cfg.policy) if "policy" in cfg.methods else None,
+                        optuna=cfg.optuna, search_env=search_env, dev_instances=load_instance_set(cfg.dev_set),
+                        out=runs_dir) for m in tqdm(cfg.methods, desc="obtaining schedules", disable=not progress)}
+    jobs, paths = [], {}
     for method in cfg.methods:
-        decide, spent, search_curve = _decider(method, cfg, env_cfg, env, out)
-        runs = []
-        for instance in tqdm(instances, desc=method, disable=not progress):
+        for instance in instances:
             for seed in cfg.seeds:
-                t0 = time.time()
-                info, curve = run_episode(env, decide, instance, seed)
-                runs.append(_run_record(info, curve, time.time() - t0, instance, seed))
-                alignments.setdefault(method, env.last_val.extras["alignment"].numpy())
-        runs_by_method[method] = runs
-        result[method] = _aggregate(runs) | {"search_steps": spent, "search_curve": search_curve}
-    env.close()
-    result["meta"] = {"instances": instances, "seeds": cfg.seeds, "model": cfg.model,
-                      "episode_steps": cfg.episode_steps, "steps_per_action": env_cfg.steps_per_action,
-                      "quick": cfg.quick, "wall_time_s": time.time() - started}
-    result["runs"] = {m: [{k: v for k, v in r.items() if k not in ("curve", "knob_trajectory")} for r in runs]
-                      for m, runs in runs_by_method.items()}
-    (out / "compare.json").write_text(json.dumps(result, indent=2))
-    (out / "compare.md").write_text(markdown_table(result))
-    plot_curves({m: [r["curve"] for r in runs] for m, runs in runs_by_method.items()}, out / "compare_curves.png")
-    plot_knob_trajectories({m: runs[0]["knob_trajectory"] for m, runs in runs_by_method.items()},
-                           out / "compare_knobs.png", f"knobs on {instances[0]}, seed {cfg.seeds[0]}")
-    plot_alignments(alignments, out / "compare_alignments.png")
-    plot_budget(result, out / "compare_budget.png")
+                path = runs_dir / f"{method}__{instance.replace('/', '_')}__{seed}.json"
+                paths[method, instance, seed] = path
+                if not path.is_file():  # resume: finished runs are kept
+                    jobs.append((method, specs[method], run_env, instance, seed, cfg.eval_every, str(path)))
+    _run_grid(jobs, cfg.workers, progress)
+    runs = {m: [json.loads(paths[m, i, s].read_text()) for i in instances for s in cfg.seeds] for m in cfg.methods}
+    result = summarise(runs, specs, {"instances": instances, "seeds": cfg.seeds, "model": cfg.model,
+                                     "episode_steps": cfg.episode_steps, "eval_every": cfg.eval_every,
+                                     "steps_per_action": run_env.steps_per_action, "quick": cfg.quick,
+                                     "wall_time_s": time.time() - started})
+    (out / f"{cfg.name}.json").write_text(json.dumps(result, indent=2))
+    (out / f"{cfg.name}.md").write_text(markdown_report(result, cfg.name))
+    plot_test_curves({m: [r["curve"] for r in rs] for m, rs in runs.items()}, out / f"{cfg.name}_curves.png")
+    plot_knob_trajectories({m: rs[0]["knob_trajectory"] for m, rs in runs.items()}, out / f"{cfg.name}_knobs.png",
+                           f"knobs on {instances[0]}, seed {cfg.seeds[0]}")
     return result
-
-
-def _fmt(stat: dict, digits: int = 3) -> str:
-    return "–" if stat["mean"] is None else f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
-
-
-def markdown_table(result: dict) -> str:
-    meta = result["meta"]
-    lines = [f"# Schedule comparison ({'quick' if meta['quick'] else 'full'})", "",
-             f"Held-out instances {', '.join(meta['instances'])}; seeds {meta['seeds']}; model {meta['model']}; "
-             f"{meta['episode_steps']} optimiser steps, a decision every {meta['steps_per_action']}; "
-             f"wall time {meta['wall_time_s']:.0f} s. Mean ± std over runs.", "",
-             "| method | final val mel loss | inference diagonality | gate accuracy | steps to align "
-             "(never aligned) | diverged | final score | wall s/run | search steps |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for m in result["methods"]:
-        r = result[m]
-        lines.append(f"| {m} | {_fmt(r['final_val_mel_loss'])} | {_fmt(r['inference_diagonality'])} | "
-                     f"{_fmt(r['gate_accuracy'])} | {_fmt(r['steps_to_align'], 0)} "
-                     f"({r['never_aligned']}/{r['runs']}) | "
-                     f"{_fmt(r['diverged'], 2)} | {_fmt(r['final_score'])} | {_fmt(r['wall_time_s'], 1)} | "
-                     f"{r['search_steps']} |")
-    return "\n".join(lines) + "\n"

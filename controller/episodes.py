@@ -1,19 +1,22 @@
-"""Driving one env episode with any knob source: a policy, a schedule, an Optuna trial."""
+"""Driving one env episode with any knob source: a policy, a schedule, an Optuna trial, a replay."""
 from __future__ import annotations
 
 from typing import Callable
 
 import numpy as np
 
-from env.training_env import TrainingEnv
+from env.training_env import KnobFn, TrainingEnv
 from tacotron.knobs import Knobs
 from tacotron.schedules import Schedule
 
-Decide = Callable[[np.ndarray, TrainingEnv], "np.ndarray | Knobs"]
+Decide = Callable[[np.ndarray, TrainingEnv], "np.ndarray | Knobs | KnobFn"]
 
 
 def schedule_decider(schedule: Schedule) -> Decide:
-    return lambda obs, env: schedule(env.trainer.step_count, env.cfg.episode_steps)
+    """Apply ``schedule`` at every optimiser step, gated on the env's confirmed alignment step."""
+    def decide(obs: np.ndarray, env: TrainingEnv) -> KnobFn:
+        return lambda step: schedule(step, env.cfg.episode_steps, env.aligned_at)
+    return decide
 
 
 def policy_decider(model, vec_normalize=None) -> Decide:
@@ -26,14 +29,15 @@ def policy_decider(model, vec_normalize=None) -> Decide:
 
 def run_episode(env: TrainingEnv, decide: Decide, instance: str, seed: int,
                 on_decision: Callable[[int, dict], None] | None = None) -> tuple[dict, list[dict]]:
-    """-> (final info, curve of {"step", "score", "val_mel_loss", "infer_diagonality"} per decision)."""
+    """-> (final info, curve of {"step", "score", "infer_mel_dtw", "infer_diagonality"} per decision)."""
     obs, info = env.reset(seed=seed, options={"instance": instance})
-    curve = [{"step": 0, "score": info["score"]}]
+    curve = [{"step": env.trainer.step_count, "score": info["score"]}]
     done, n = False, 0
     while not done:
         obs, _, term, trunc, info = env.step(decide(obs, env))
         done, n = term or trunc, n + 1
-        curve.append({"step": env.trainer.step_count, "score": info["score"], "val_mel_loss": info["val"]["mel_loss"],
+        curve.append({"step": env.trainer.step_count, "score": info["score"],
+                      "infer_mel_dtw": info["val"]["infer_mel_dtw"],
                       "infer_diagonality": info["val"]["infer_diagonality"]})
         if on_decision:
             on_decision(n, info)

@@ -114,7 +114,7 @@ def train_controller(cfg: ControllerConfig) -> Path:
         model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=latest is None,
                     tb_log_name="ppo")
     policy_dir = out / "policy"
-    save_policy(model, policy_dir, cfg.env, meta={"train_seconds": clock.seconds()})
+    save_policy(model, policy_dir, cfg.env, meta={"train_seconds": clock.seconds(), "n_envs": cfg.n_envs})
     (policy_dir / "instances.json").write_text(json.dumps(
         {"train": list(cfg.env.instances) or load_instance_set(cfg.env.instance_set), "heldout": heldout}, indent=2))
     venv.close()

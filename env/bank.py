@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tqdm import tqdm
 
 from tacotron import checkpoint
 from tacotron.knobs import Knobs
+from tacotron.metrics import is_aligned, steps_to_align
 from tacotron.proxy import cache_root
 from tacotron.run import TrainingSetup, build_trainer, load_data
 from tacotron.schedules import Schedule, get_schedule, hand
@@ -43,8 +45,8 @@ def perturbed_hand(seed: int) -> Schedule:
     lr_factor, ga_factor, r_shift, tf_floor = 2 ** rng.uniform(-1, 1), rng.uniform(0.3, 1.5), rng.choice([-1, 0, 1]), \
         rng.uniform(0.5, 1.0)
 
-    def schedule(step: int, max_steps: int) -> Knobs:
-        k = hand(step, max_steps)
+    def schedule(step: int, max_steps: int, aligned_at: int | None = None) -> Knobs:
+        k = hand(step, max_steps, aligned_at)
         return Knobs(lr=k.lr * lr_factor, ga_weight=k.ga_weight * ga_factor, dropout=k.dropout,
                      r=min(max(k.r + r_shift, 1), 5), tf_ratio=max(k.tf_ratio, tf_floor))
     return schedule
@@ -70,20 +72,29 @@ def _reference_runs(instances: list[str], cfg: BankConfig) -> list[tuple[str, st
 def build_bank(instances: list[str], setup: TrainingSetup, cfg: BankConfig, progress: bool = True) -> Path:
     """Run (or finish) every reference run and write ``manifest.json``; returns the bank folder."""
     root = bank_root(instances, setup, cfg)
-    entries = []
+    entries, cost = [], {"steps": 0, "cpu_seconds": 0.0}
     for n, (instance, name, schedule) in enumerate(_reference_runs(instances, cfg)):
         run_dir = root / f"run{n:03d}-{name}"
         if not (run_dir / "done").exists():
             _reference_run(instance, schedule, setup, cfg, run_dir, seed=cfg.seed + n, progress=progress)
+        done = json.loads((run_dir / "done").read_text() or "{}")
+        cost = {k: cost[k] + done.get(k, 0) for k in cost}
         entries += [{"path": str(p), "instance": instance, "schedule": name, "step": int(p.stem.split("_")[1])}
                     for p in sorted(run_dir.glob("step_*.pt"))]
-    checkpoint.atomic_write_text(root / "manifest.json", json.dumps({"run_steps": cfg.run_steps, "entries": entries},
-                                                                    indent=2))
+    checkpoint.atomic_write_text(root / "manifest.json", json.dumps(
+        {"run_steps": cfg.run_steps, "cost": cost, "entries": entries}, indent=2))
     return root
+
+
+def bank_cost(root: Path) -> dict:
+    """Optimiser steps and CPU-seconds spent building the bank at ``root``."""
+    manifest = json.loads((Path(root) / "manifest.json").read_text())
+    return manifest.get("cost", {"steps": 0, "cpu_seconds": 0.0})
 
 
 def _reference_run(instance: str, schedule: Schedule, setup: TrainingSetup, cfg: BankConfig, run_dir: Path,
                    seed: int, progress: bool) -> None:
+    started = time.perf_counter()
     corpus = load_data(instance, setup.proxy, setup.audio, setup.dataset, progress=False)
     trainer = build_trainer(setup, corpus, seed=seed)
     latest = checkpoint.latest(run_dir)
@@ -91,15 +102,23 @@ def _reference_run(instance: str, schedule: Schedule, setup: TrainingSetup, cfg:
         trainer.restore(latest)
     bar = tqdm(total=cfg.run_steps, initial=trainer.step_count, desc=f"bank {run_dir.name} on {instance}",
                disable=not progress)
+    checks_path = run_dir / "checks.json"  # validations so far, for schedules gated on alignment
+    checks = [tuple(c) for c in json.loads(checks_path.read_text())] if latest is not None else []
     while trainer.step_count < cfg.run_steps:
         path = run_dir / f"step_{trainer.step_count}.pt"
-        if trainer.step_count % cfg.save_every == 0 and not path.exists():  # a resumed run keeps its checkpoints
-            trainer.save(path)
-        trainer.set_knobs(schedule(trainer.step_count, cfg.run_steps))
+        if trainer.step_count % cfg.save_every == 0:
+            if not any(step == trainer.step_count for step, _ in checks):
+                checks.append((trainer.step_count, is_aligned(trainer.validate().infer)))
+            if not path.exists():  # a resumed run keeps its checkpoints
+                checkpoint.atomic_write_text(checks_path, json.dumps(checks))
+                trainer.save(path)
+        trainer.set_knobs(schedule(trainer.step_count, cfg.run_steps, steps_to_align(checks)))
         trainer.step()
         bar.update(1)
     bar.close()
-    (run_dir / "done").touch()
+    # What this reference run cost, for honest search-cost accounting (a resumed run counts its last part).
+    checkpoint.atomic_write_text(run_dir / "done", json.dumps(
+        {"steps": cfg.run_steps, "cpu_seconds": (time.perf_counter() - started) * max(setup.threads, 1)}))
 
 
 def load_bank(root: Path) -> tuple[int, list[dict]]:

@@ -20,8 +20,9 @@ WINDOW_NAMES = (
     "diagonality", "focus", "monotonicity", "coverage", "rollbacks",
 )
 VAL_NAMES = (
-    "val_log_mel", "val_gate_accuracy", "val_diagonality", "val_infer_diagonality", "val_infer_focus",
-    "val_infer_monotonicity", "val_infer_coverage", "val_infer_stop_rate",
+    "val_log_mel", "val_gate_accuracy", "val_diagonality", "val_infer_mel_score", "val_infer_diagonality",
+    "val_infer_focus", "val_infer_monotonicity", "val_infer_coverage", "val_infer_stop_rate",
+    "val_infer_stop_error_rel",
 )
 OBS_NAMES = WINDOW_NAMES + VAL_NAMES + KNOB_NAMES + ("progress",)
 OBS_LIMIT = 10.0  # every feature is clipped to [-OBS_LIMIT, OBS_LIMIT]
@@ -59,10 +60,9 @@ def window_features(window: list[StepStats]) -> dict[str, float]:
 
 
 def val_features(val: ValStats) -> dict[str, float]:
+    free = {f"val_infer_{k}": v for k, v in val.infer.as_dict().items()}
     return {"val_log_mel": _log(val.mel_loss), "val_gate_accuracy": val.gate_accuracy,
-            "val_diagonality": val.diagonality, "val_infer_diagonality": val.infer_diagonality,
-            "val_infer_focus": val.infer_focus, "val_infer_monotonicity": val.infer_monotonicity,
-            "val_infer_coverage": val.infer_coverage, "val_infer_stop_rate": val.infer_stop_rate}
+            "val_diagonality": val.diagonality} | {name: free[name] for name in VAL_NAMES if name in free}
 
 
 def build_observation(window: list[StepStats], val: ValStats, knobs: Knobs, progress: float,

@@ -1,9 +1,8 @@
-"""Dense, potential-based reward on a composite validation score.
+"""Dense, potential-based reward on the composite validation score.
 
-score(val) = 0.4·mel_score + 0.3·infer_diagonality + 0.3·gate_accuracy, each in [0, 1], with
-mel_score = 1 / (1 + val_mel_loss / mel_ref). The weights are the practitioners' checkpoint-picking
-composite (mel 0.4, attention 0.3, gate 0.3); the attention term uses free-running inference,
-where exposure bias shows.
+score(val) = ``tacotron.metrics.composite_score`` of the whole val split decoded free-running:
+0.4·mel_score + 0.3·diagonality + 0.3·stop_score, each in [0, 1] and independent of r. mel_score
+is 1 − mel DTW distance / the split's mean-frame distance, so it moves with the mel distance.
 
 reward_t = score_t − score_{t−1} − rollback_penalty·rollbacks_t + align_bonus·[first aligned at t]
 
@@ -15,24 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tacotron.trainer import ValStats
-
 
 @dataclass
 class RewardConfig:
-    mel_ref: float = 1.0
     rollback_penalty: float = 0.05
     divergence_penalty: float = 1.0
     align_bonus: float = 0.2
-
-    def __post_init__(self) -> None:
-        if self.mel_ref <= 0:
-            raise ValueError(f"reward.mel_ref={self.mel_ref} must be > 0")
-
-
-def composite_score(val: ValStats, cfg: RewardConfig) -> float:
-    mel_score = 1.0 / (1.0 + val.mel_loss / cfg.mel_ref)
-    return 0.4 * mel_score + 0.3 * val.infer_diagonality + 0.3 * val.gate_accuracy
 
 
 def reward_parts(prev_score: float, score: float, rollbacks: int, newly_aligned: bool, diverged: bool,

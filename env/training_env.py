@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -14,11 +15,14 @@ from env.actions import ActionConfig, apply_action
 from env.bank import BankConfig, bank_root, load_bank
 from env.instances import load_instance_set
 from env.observations import OBS_LIMIT, OBS_NAMES, build_observation
-from env.reward import RewardConfig, composite_score, reward_parts
+from env.reward import RewardConfig, reward_parts
 from tacotron.data import Corpus
 from tacotron.knobs import Knobs
-from tacotron.metrics import is_aligned
+from tacotron.metrics import is_aligned, steps_to_align
 from tacotron.run import TrainingSetup, build_trainer, load_data
+from tacotron.trainer import Trainer
+
+KnobFn = Callable[[int], Knobs]  # optimiser step -> knobs, applied before every step of a window
 
 
 @dataclass
@@ -91,6 +95,9 @@ class TrainingEnv(gym.Env):
         self._corpora: dict[str, Corpus] = {}
         self._episode = 0
         self.trainer = None
+        # Called with the trainer after every optimiser step; benchmarks hook their test-split
+        # evaluation here, so the env itself never sees the test split.
+        self.after_optimizer_step: Callable[[Trainer], None] | None = None
         self._bank = load_bank(bank_root(self.instances, self.cfg, self.cfg.bank)) if self.cfg.start == "bank" else None
 
     def _corpus(self, instance: str) -> Corpus:
@@ -122,8 +129,9 @@ class TrainingEnv(gym.Env):
             self.trainer.set_knobs(self.cfg.actions.clip(Knobs().as_dict()))
         self._end_step = min(self.trainer.step_count + self.cfg.episode_steps, self._horizon)
         self._val = self.trainer.validate()
-        self._score = self._initial_score = composite_score(self._val, self.cfg.reward)
+        self._score = self._initial_score = self._val.score
         self._env_steps = 0
+        self._checks = [(self.trainer.step_count, is_aligned(self._val.infer))]
         self._aligned_at = None
         self._trajectory = [{"step": self.trainer.step_count, **self.trainer.knobs.as_dict()}]
         return self._observe([]), {"instance": self.instance, "score": self._score,
@@ -150,25 +158,45 @@ class TrainingEnv(gym.Env):
         """Continue the current episode from a trainer checkpoint (deploy's resume) -> observation."""
         self.trainer.restore(path)
         self._val = self.trainer.validate()
-        self._score = composite_score(self._val, self.cfg.reward)
+        self._score = self._val.score
         return self._observe([])
 
     def _observe(self, window) -> np.ndarray:
         return build_observation(window, self._val, self.trainer.knobs,
                                  self.trainer.step_count / self._horizon, self.cfg.actions)
 
+    @property
+    def aligned_at(self) -> int | None:
+        """Step at which validation confirmed alignment (two consecutive aligned checks), or None."""
+        return self._aligned_at
+
+    def _run_window(self, action) -> list:
+        tr = self.trainer
+        n = min(self.cfg.steps_per_action, self._end_step - tr.step_count)
+        knob_fn = action if callable(action) else None
+        if isinstance(action, Knobs):
+            tr.set_knobs(self.cfg.actions.clip(action.as_dict()))
+        elif knob_fn is None:
+            tr.set_knobs(apply_action(tr.knobs, action, self.cfg.actions))
+        window = []
+        for i in range(n):
+            if knob_fn is not None:
+                tr.set_knobs(self.cfg.actions.clip(knob_fn(tr.step_count).as_dict()))
+            if i == 0:
+                self._trajectory.append({"step": tr.step_count, **tr.knobs.as_dict()})
+            window.append(tr.step())
+            if self.after_optimizer_step is not None:
+                self.after_optimizer_step(tr)
+        return window
+
     def step(self, action):
-        """``action`` is an array from the action space, or a ``Knobs`` set directly (clipped to the
-        action bounds); the second lets baseline schedules run through exactly the same episode."""
+        """``action`` is an array from the action space, a ``Knobs`` set directly, or a ``KnobFn``
+        applied before every optimiser step of the window (knobs clipped to the action bounds); the
+        last two let baseline schedules run through exactly the same episode."""
         if self.trainer is None:
             raise RuntimeError("call reset() before step()")
         tr = self.trainer
-        if isinstance(action, Knobs):
-            tr.set_knobs(self.cfg.actions.clip(action.as_dict()))
-        else:
-            tr.set_knobs(apply_action(tr.knobs, action, self.cfg.actions))
-        self._trajectory.append({"step": tr.step_count, **tr.knobs.as_dict()})
-        window = tr.run(min(self.cfg.steps_per_action, self._end_step - tr.step_count))
+        window = self._run_window(action)
         self._env_steps += 1
         rollbacks = sum(s.rolled_back for s in window)
         diverged = rollbacks >= self.cfg.max_window_rollbacks
@@ -176,14 +204,15 @@ class TrainingEnv(gym.Env):
         prev_score = self._score
         if self._env_steps % self.cfg.val_every == 0 or truncated or diverged:
             self._val = tr.validate()
-            self._score = composite_score(self._val, self.cfg.reward)
-        newly_aligned = self._aligned_at is None and is_aligned(self._val.infer_diagonality, self._val.gate_accuracy)
+            self._score = self._val.score
+            self._checks.append((tr.step_count, is_aligned(self._val.infer)))
+        newly_aligned = self._aligned_at is None and steps_to_align(self._checks) is not None
         if newly_aligned:
-            self._aligned_at = tr.step_count
+            self._aligned_at = steps_to_align(self._checks)
         parts = reward_parts(prev_score, self._score, rollbacks, newly_aligned, diverged, self.cfg.reward)
         info = {"instance": self.instance, "score": self._score, "rollbacks": rollbacks,
                 "knobs": tr.knobs.as_dict(), **{f"reward/{k}": v for k, v in parts.items()},
-                "val": {k: v for k, v in dataclasses.asdict(self._val).items() if k != "extras"}}
+                "val": self._val.flat()}
         if truncated or diverged:
             info |= {"final_score": self._score, "initial_score": self._initial_score,
                      "steps_to_align": self._aligned_at, "knob_trajectory": list(self._trajectory),

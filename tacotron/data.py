@@ -28,17 +28,22 @@ R_MAX = 6  # largest reduction factor the model supports
 
 @dataclass
 class DataConfig:
-    """How a dataset folder becomes train and val utterances."""
+    """How a dataset folder becomes train, val and test utterances.
+
+    Val is what training, the env and the policy observe; test is scored only by the benchmarks.
+    """
 
     val_fraction: float = 0.1
+    test_fraction: float = 0.1
     max_frames: int = 800
     text_mode: str = "chars"
     strict_text: bool = False
     split_seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 < self.val_fraction < 1:
-            raise ValueError(f"data.val_fraction={self.val_fraction} must be in (0, 1)")
+        for key in ("val_fraction", "test_fraction"):
+            if not 0 < getattr(self, key) < 0.5:
+                raise ValueError(f"data.{key}={getattr(self, key)} must be in (0, 0.5)")
         if self.max_frames < R_MAX:
             raise ValueError(f"data.max_frames={self.max_frames} must be >= {R_MAX}")
 
@@ -75,6 +80,7 @@ class LoadReport:
 class Corpus:
     train: list[Utterance]
     val: list[Utterance]
+    test: list[Utterance]
     frontend: TextFrontend
     report: LoadReport
     audio: AudioConfig
@@ -142,13 +148,15 @@ def load_corpus(root: Path, audio: AudioConfig, cfg: DataConfig, progress: bool 
     report.unknown_symbols = dict(frontend.unknown_counts)
     if report.problems():
         log.warning("dataset %s: skipped or changed %s; %d usable", root, report.problems(), len(utts))
-    if len(utts) < 2:
+    if len(utts) < 3:
         raise ValueError(f"dataset {root} has {len(utts)} usable utterances of {len(rows)} "
-                         f"({report.problems() or 'no rows'}); need at least 2")
+                         f"({report.problems() or 'no rows'}); need at least 3 (train, val and test)")
     order = sorted(range(len(utts)), key=lambda i: utts[i].utt_id)
     random.Random(cfg.split_seed).shuffle(order)
-    n_val = min(len(utts) - 1, max(1, round(cfg.val_fraction * len(utts))))
-    return Corpus(train=[utts[i] for i in order[n_val:]], val=[utts[i] for i in order[:n_val]],
+    n_test = max(1, round(cfg.test_fraction * len(utts)))
+    n_val = max(1, round(cfg.val_fraction * len(utts)))
+    split = [utts[i] for i in order]
+    return Corpus(train=split[n_test + n_val:], val=split[n_test:n_test + n_val], test=split[:n_test],
                   frontend=frontend, report=report, audio=audio)
 
 

@@ -1,5 +1,6 @@
-"""Alignment and stop-token metrics. All are batch means in [0, 1], 1 best; padding is ignored.
+"""Alignment, stop-token and free-running quality metrics; padding is ignored.
 
+Training-window metrics (``alignment_stats``, ``gate_accuracy``) are batch means in [0, 1], 1 best.
 Definitions, for item b with T valid decoder steps and N valid tokens, A = alignments[b, :T, :N]:
 
 * ``diagonality``: mean over steps of the attention mass within the band |c_n − c_t| ≤ w, where
@@ -16,20 +17,21 @@ Definitions, for item b with T valid decoder steps and N valid tokens, A = align
 ``gate_accuracy`` is balanced: the mean of the hit rate on each item's last valid step (should
 stop) and of the correct-reject rate on its other steps. Plain accuracy would score a stop token
 that never fires near 1, since almost every step is a "continue".
+
+Free-running figures (``FreeRunStats``) score a whole split decoded without teacher forcing
+against its ground truth and mean the same at every r; benchmarks and the env's reward use them.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import asdict, dataclass
+
+import librosa
+import numpy as np
 import torch
+from scipy.spatial.distance import cdist
 
 from tacotron.loss import valid_mask
-
-# A run counts as aligned once validation reaches both (the env's steps_to_align uses these).
-ALIGNED_DIAGONALITY = 0.8
-ALIGNED_GATE_ACCURACY = 0.95
-
-
-def is_aligned(val_diagonality: float, val_gate_accuracy: float) -> bool:
-    return val_diagonality >= ALIGNED_DIAGONALITY and val_gate_accuracy >= ALIGNED_GATE_ACCURACY
 
 
 @torch.no_grad()
@@ -75,3 +77,124 @@ def gate_accuracy(gate_logits: torch.Tensor, decoder_lengths: torch.Tensor, thre
     before_last = valid_mask(last, fires.shape[1])
     correct_reject = ((~fires) & before_last).sum() / before_last.sum().clamp(min=1)
     return 0.5 * (hit_rate + correct_reject).item()
+
+
+# ----------------------------------------------------------------------------------------------
+# Free-running quality: the same meaning at every reduction factor r (issue #12).
+
+# A run is aligned when a free-running check passes all three, on two consecutive checks.
+ALIGNED_DIAGONALITY = 0.8
+ALIGNED_STOP_RATE = 0.9
+ALIGNED_STOP_ERROR = 0.1  # mean |predicted end − true end| / true length
+
+
+def monotonic_diagonality(attention: np.ndarray, band: int = 1) -> float:
+    """Tempo-tolerant diagonality of one free-running alignment ``[T, N]`` (valid part only), in [0, 1].
+
+    path mass: the best monotonic path p from the first token (t=0) to the last (t=T−1), moving
+    0..J tokens per step with J = max(1, ⌈1.5·(N−1)/(T−1)⌉) (pauses and up to about twice the
+    average speed), collects the attention within ±``band`` tokens of p(t); divided by T.
+    reach: the share of tokens within ±``band`` of some step's most-attended token.
+    Score = path mass × reach. Pauses and stretched vowels keep both near 1, where a fixed band
+    around the straight diagonal marks them down; stuck attention loses reach, skipping loses reach,
+    a blur or an anti-diagonal loses path mass.
+    """
+    a = np.asarray(attention, dtype=np.float64)
+    t_len, n_len = a.shape
+    if n_len == 1:
+        return float(min(1.0, a.sum() / t_len))
+    if t_len == 1:
+        return 0.0  # one step cannot travel from the first token to the last
+    padded = np.pad(a, ((0, 0), (band, band)))
+    band_mass = sum(padded[:, k:k + n_len] for k in range(2 * band + 1))  # [T, N]
+    jump = max(1, math.ceil(1.5 * (n_len - 1) / (t_len - 1)))
+    best = np.full(n_len, -np.inf)
+    best[0] = band_mass[0, 0]
+    for t in range(1, t_len):
+        reach_from = np.full((jump + 1, n_len), -np.inf)
+        for j in range(min(jump, n_len - 1) + 1):
+            reach_from[j, j:] = best[:n_len - j]
+        best = band_mass[t] + reach_from.max(0)
+    path_mass = max(best[-1], 0.0) / t_len
+    visited = np.zeros(n_len + 2 * band, dtype=bool)
+    for k in range(2 * band + 1):
+        visited[a.argmax(1) + k] = True
+    reach = visited[band:band + n_len].mean()
+    return float(min(1.0, path_mass) * reach)
+
+
+def mel_dtw_distance(predicted: np.ndarray, target: np.ndarray) -> float:
+    """Mean per-frame L1 distance between log-mels ``[n_mels, T]`` after DTW alignment.
+
+    Frame cost = mean over mel bins of |predicted − target| (natural-log magnitudes); the figure is
+    the mean cost along ``librosa.sequence.dtw``'s optimal path, so a slower or faster but correct
+    rendering is not penalised for its timing. Lower is better.
+    """
+    cost = cdist(predicted.T.astype(np.float64), target.T.astype(np.float64), "cityblock") / predicted.shape[0]
+    _, path = librosa.sequence.dtw(C=cost, backtrack=True)
+    return float(cost[path[:, 0], path[:, 1]].mean())
+
+
+def mel_reference(mels: list[np.ndarray]) -> float:
+    """The mel distance of predicting the split's mean frame everywhere: the "learned nothing" level
+    that normalises ``mel_score`` (the DTW distance to a constant sequence is its mean frame cost)."""
+    frames = np.concatenate([m.T for m in mels])  # [ΣT, n_mels]
+    return float(np.abs(frames - frames.mean(0)).mean())
+
+
+@dataclass
+class FreeRunStats:
+    """Free-running synthesis of a whole split, scored against its ground truth (means over utterances)."""
+
+    mel_dtw: float  # mean per-frame L1 on log-mels after DTW; lower is better
+    mel_score: float  # max(0, 1 − mel_dtw / mel_reference): 0 = the mean frame, 1 = exact
+    diagonality: float  # monotonic_diagonality
+    focus: float
+    monotonicity: float
+    coverage: float
+    stop_rate: float  # share of utterances whose stop token fired before the decoding limit
+    stop_error: float  # mean |predicted end − true end| in frames (the limit counts as the end)
+    stop_error_rel: float  # the same, divided by each true length
+    stop_score: float  # mean of fired · max(0, 1 − relative stop error)
+    utterances: int
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def free_run_stats(mels: list[np.ndarray], targets: list[np.ndarray], attentions: list[np.ndarray],
+                   fired: list[bool], reference: float, window: dict[str, float]) -> FreeRunStats:
+    """Per-utterance free-running outputs (mel ``[n_mels, T_pred]``, target ``[n_mels, T]``, attention
+    ``[T_dec, N]``, whether the stop token fired) -> ``FreeRunStats``; ``window`` holds the batch
+    means of ``alignment_stats`` (focus, monotonicity, coverage)."""
+    dtw = [mel_dtw_distance(m, t) for m, t in zip(mels, targets)]
+    err = np.array([abs(m.shape[1] - t.shape[1]) for m, t in zip(mels, targets)], dtype=np.float64)
+    rel = err / np.array([t.shape[1] for t in targets])
+    fired_arr = np.asarray(fired, dtype=np.float64)
+    mel_dtw = float(np.mean(dtw))
+    return FreeRunStats(
+        mel_dtw=mel_dtw, mel_score=max(0.0, 1.0 - mel_dtw / reference),
+        diagonality=float(np.mean([monotonic_diagonality(a) for a in attentions])),
+        focus=window["focus"], monotonicity=window["monotonicity"], coverage=window["coverage"],
+        stop_rate=float(fired_arr.mean()), stop_error=float(err.mean()), stop_error_rel=float(rel.mean()),
+        stop_score=float(np.mean(fired_arr * np.clip(1.0 - rel, 0.0, 1.0))), utterances=len(mels))
+
+
+def is_aligned(stats: FreeRunStats) -> bool:
+    return (stats.diagonality >= ALIGNED_DIAGONALITY and stats.stop_rate >= ALIGNED_STOP_RATE
+            and stats.stop_error_rel <= ALIGNED_STOP_ERROR)
+
+
+def steps_to_align(checks: list[tuple[int, bool]]) -> int | None:
+    """Step of the second of the first two consecutive aligned checks ``(step, aligned)``: the run
+    is aligned once alignment has held; a single lucky check does not count."""
+    for (_, first), (step, second) in zip(checks, checks[1:]):
+        if first and second:
+            return step
+    return None
+
+
+def composite_score(stats: FreeRunStats) -> float:
+    """The practitioners' checkpoint-picking weights (mel 0.4, attention 0.3, gate 0.3) on
+    r-independent free-running figures, in [0, 1]."""
+    return 0.4 * stats.mel_score + 0.3 * stats.diagonality + 0.3 * stats.stop_score

@@ -57,8 +57,8 @@ class ProxySpec:
     def __post_init__(self) -> None:
         if not 80 <= self.rate <= 450:
             raise ValueError(f"proxy rate={self.rate} is outside espeak-ng's range [80, 450]")
-        if self.n_utts < 2:
-            raise ValueError(f"proxy n_utts={self.n_utts} must be >= 2 (train and val need one each)")
+        if self.n_utts < 3:
+            raise ValueError(f"proxy n_utts={self.n_utts} must be >= 3 (train, val and test need one each)")
         if not 1 <= self.min_words <= self.max_words:
             raise ValueError(f"proxy words must satisfy 1 <= min_words={self.min_words} "
                              f"<= max_words={self.max_words}")
@@ -73,11 +73,17 @@ class ProxySpec:
 
 
 def parse_instance(name: str, opts: ProxyOptions | None = None) -> ProxySpec:
-    """'en-us+f3@180' -> ProxySpec(voice='en-us+f3', rate=180, **opts)."""
-    voice, sep, rate = name.partition("@")
-    if not sep or not voice or not rate.isdigit():
-        raise ValueError(f"instance {name!r} must look like 'VOICE@RATE', e.g. 'en-us@170'")
-    return ProxySpec(voice=voice, rate=int(rate), **asdict(opts or ProxyOptions()))
+    """'en-us+f3@180' -> ProxySpec(voice='en-us+f3', rate=180, **opts).
+
+    An optional ':SEED' suffix ('en-gb-x-rp@175:1') picks the sentence seed, so held-out and test
+    instances speak other sentences than the training instances (which use ``opts.seed``).
+    """
+    voice, sep, rest = name.partition("@")
+    rate, colon, seed = rest.partition(":")
+    if not sep or not voice or not rate.isdigit() or (colon and not seed.isdigit()):
+        raise ValueError(f"instance {name!r} must look like 'VOICE@RATE' or 'VOICE@RATE:SEED', e.g. 'en-us@170'")
+    fields = asdict(opts or ProxyOptions()) | ({"seed": int(seed)} if colon else {})
+    return ProxySpec(voice=voice, rate=int(rate), **fields)
 
 
 def make_sentences(n: int, seed: int, min_words: int, max_words: int) -> list[str]:

@@ -9,7 +9,6 @@ import json
 import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -17,12 +16,12 @@ from tqdm import tqdm
 from tacotron import checkpoint
 from tacotron.audio import AudioConfig
 from tacotron.data import Corpus, DataConfig, load_corpus
-from tacotron.knobs import Knobs, write_knob_csv
+from tacotron.knobs import write_knob_csv
 from tacotron.loss import LossConfig
-from tacotron.metrics import is_aligned
+from tacotron.metrics import is_aligned, steps_to_align
 from tacotron.model import ModelConfig
 from tacotron.proxy import ProxyOptions, generate_proxy_corpus, parse_instance
-from tacotron.schedules import get_schedule
+from tacotron.schedules import Schedule, get_schedule
 from tacotron.trainer import Trainer, TrainerConfig, ValStats
 
 log = logging.getLogger(__name__)
@@ -87,19 +86,24 @@ def build_trainer(setup: TrainingSetup, corpus: Corpus, log_dir: Path | None = N
 
 @dataclass
 class RunSummary:
-    final: dict  # the last ValStats as a dict
-    steps_to_align: int | None
+    final: dict  # the last validation's history row
+    steps_to_align: int | None  # confirmed by two consecutive aligned validations
     rollbacks: int
     history: list[dict]  # {"step": ..., **ValStats}
 
 
-def _val_record(step: int, val: ValStats) -> dict:
-    return {"step": step, **{k: v for k, v in asdict(val).items() if k != "extras"}}
+def val_record(step: int, val: ValStats) -> dict:
+    """One validation as a history row: its flat figures and whether it passes the aligned gate."""
+    return {"step": step, **val.flat(), "aligned": is_aligned(val.infer)}
 
 
-def train_run(cfg: RunConfig, knob_fn: Callable[[int, int], Knobs] | None = None,
-              progress: bool = True) -> RunSummary:
-    """Train ``cfg.max_steps`` steps, setting knobs from ``knob_fn(step, max_steps)`` before each step.
+def history_steps_to_align(history: list[dict]) -> int | None:
+    return steps_to_align([(h["step"], h["aligned"]) for h in history])
+
+
+def train_run(cfg: RunConfig, knob_fn: Schedule | None = None, progress: bool = True) -> RunSummary:
+    """Train ``cfg.max_steps`` steps, setting knobs from ``knob_fn(step, max_steps, aligned_at)``
+    before each step (``aligned_at`` from the validations so far).
 
     With ``cfg.resume`` the run continues from the newest checkpoint in ``out_dir``; a killed run
     loses at most ``ckpt_every`` steps.
@@ -120,30 +124,25 @@ def train_run(cfg: RunConfig, knob_fn: Callable[[int, int], Knobs] | None = None
                disable=not progress)
     while trainer.step_count < cfg.max_steps:
         step = trainer.step_count
-        trainer.set_knobs(knob_fn(step, cfg.max_steps))
+        trainer.set_knobs(knob_fn(step, cfg.max_steps, history_steps_to_align(history)))
         knob_rows.append({"step": step, **trainer.knobs.as_dict()})
         stats = trainer.step()
         bar.update(1)
         done = trainer.step_count == cfg.max_steps
         if trainer.step_count % cfg.val_every == 0 or done:
-            history.append(_val_record(trainer.step_count, trainer.validate()))
-            bar.set_postfix(mel=f"{history[-1]['mel_loss']:.3f}", diag=f"{history[-1]['infer_diagonality']:.2f}",
-                            loss=f"{stats.mel_post:.3f}")
+            history.append(val_record(trainer.step_count, trainer.validate()))
+            bar.set_postfix(mel_dtw=f"{history[-1]['infer_mel_dtw']:.3f}",
+                            diag=f"{history[-1]['infer_diagonality']:.2f}", loss=f"{stats.mel_post:.3f}")
         if trainer.step_count % cfg.ckpt_every == 0 or done:
             trainer.save(out / "checkpoints" / f"step_{trainer.step_count}.pt")
             checkpoint.atomic_write_text(out / "progress.json", json.dumps({"history": history, "knobs": knob_rows}))
     bar.close()
-    summary = RunSummary(final=history[-1], steps_to_align=steps_to_align(history),
+    summary = RunSummary(final=history[-1], steps_to_align=history_steps_to_align(history),
                          rollbacks=trainer.rollbacks, history=history)
     _write_outputs(out, summary, knob_rows)
     if trainer.logger:
         trainer.logger.close()
     return summary
-
-
-def steps_to_align(history: list[dict]) -> int | None:
-    """First validated step at which free-running diagonality and gate accuracy pass the gate."""
-    return next((h["step"] for h in history if is_aligned(h["infer_diagonality"], h["gate_accuracy"])), None)
 
 
 def _write_outputs(out: Path, summary: RunSummary, knob_rows: list[dict]) -> None:

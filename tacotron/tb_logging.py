@@ -32,9 +32,8 @@ class TrainingLogger:
             self.writer.add_scalar(f"knobs/{key}", float(value), stats.step)
 
     def log_validation(self, stats, step: int) -> None:
-        for key, value in asdict(stats).items():
-            if key != "extras":
-                self.writer.add_scalar(f"val/{key}", float(value), step)
+        for key, value in stats.flat().items():
+            self.writer.add_scalar(f"val/{key}", float(value), step)
         # alignment [T_dec, N] shown with tokens on the y axis, decoder steps on the x axis
         self.writer.add_image("val/alignment", _image(stats.extras["alignment"].T), step)
         mel = stats.extras["mel"]

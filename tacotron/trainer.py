@@ -8,6 +8,7 @@ restores the last good in-memory snapshot of model and optimiser; so does a fini
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -20,7 +21,7 @@ from tacotron import checkpoint
 from tacotron.data import BatchSampler, Corpus, collate
 from tacotron.knobs import Knobs
 from tacotron.loss import LossConfig, decoder_lengths, tacotron_loss
-from tacotron.metrics import alignment_stats, gate_accuracy
+from tacotron.metrics import FreeRunStats, alignment_stats, composite_score, free_run_stats, gate_accuracy, mel_reference
 from tacotron.model import ModelConfig, Tacotron2
 from tacotron.tb_logging import TrainingLogger
 
@@ -35,7 +36,6 @@ class TrainerConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # mixed precision, only on CUDA
-    infer_utts: int = 4  # val utterances decoded free-running at each validation
     snapshot_every: int = 10  # steps between in-memory rollback snapshots
     max_loss: float = 1000.0  # a finite loss above this is an explosion, rolled back like a NaN
 
@@ -48,8 +48,8 @@ class TrainerConfig:
             raise ValueError(f"trainer.device={self.device!r} must be auto, cpu or cuda")
         if self.max_loss <= 0:
             raise ValueError(f"trainer.max_loss={self.max_loss} must be > 0")
-        if self.infer_utts < 1 or self.snapshot_every < 1:
-            raise ValueError("trainer.infer_utts and trainer.snapshot_every must be >= 1")
+        if self.snapshot_every < 1:
+            raise ValueError(f"trainer.snapshot_every={self.snapshot_every} must be >= 1")
 
 
 @dataclass
@@ -71,16 +71,23 @@ class StepStats:
 
 @dataclass
 class ValStats:
+    """Teacher-forced figures (at the current r) and the free-running ``infer`` figures (r-independent)."""
+
     mel_loss: float  # teacher-forced post-net MSE
     gate_loss: float
     gate_accuracy: float
     diagonality: float  # teacher-forced
-    infer_diagonality: float  # free-running: where exposure bias shows
-    infer_focus: float
-    infer_monotonicity: float
-    infer_coverage: float
-    infer_stop_rate: float  # share of decoded utterances whose stop token fired
+    infer: FreeRunStats  # the whole split decoded free-running: where exposure bias shows
     extras: dict = field(default_factory=dict, repr=False)  # tensors for TensorBoard media
+
+    @property
+    def score(self) -> float:
+        return composite_score(self.infer)
+
+    def flat(self) -> dict[str, float]:
+        """Plain figures, free-running ones prefixed ``infer_``, plus the composite ``score``."""
+        tf = {k: getattr(self, k) for k in ("mel_loss", "gate_loss", "gate_accuracy", "diagonality")}
+        return tf | {f"infer_{k}": v for k, v in self.infer.as_dict().items()} | {"score": self.score}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -106,6 +113,7 @@ class Trainer:
         self.sampler = BatchSampler(corpus.train, cfg.batch_size, cfg.seed)
         self.step_count = 0
         self.rollbacks = 0
+        self._mel_references: dict[tuple, float] = {}
         self.logger = TrainingLogger(log_dir, corpus.audio) if log_dir else None
         self.set_knobs(knobs or Knobs())
         self._snapshot = self._take_snapshot()
@@ -171,42 +179,80 @@ class Trainer:
 
     @torch.inference_mode()  # no autograd bookkeeping at all (cheaper than no_grad)
     def validate(self) -> ValStats:
-        """Teacher-forced loss on the val split and a free-running decode of a few val utterances.
+        """Teacher-forced losses on the val split and a free-running decode of the whole val split.
 
-        Runs under a forked, fixed RNG so validation is deterministic and never shifts the
-        training random stream (prenet dropout stays on at inference).
+        Runs under a forked, fixed RNG, so it is deterministic and never shifts the training random
+        stream (prenet dropout stays on at inference).
         """
-        k = self.knobs
-        self.model.eval()
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(self.cfg.seed + 1)
-            totals = {"mel": 0.0, "gate": 0.0, "gate_accuracy": 0.0, "diagonality": 0.0}
-            val = self.corpus.val
-            chunks = [val[i:i + self.cfg.batch_size] for i in range(0, len(val), self.cfg.batch_size)]
-            for chunk in chunks:
-                b = collate(chunk).to(self.device)
-                out = self.model(b.text, b.text_lengths, b.mels, k.r)
-                terms = tacotron_loss(out, b.mels, b.mel_lengths, b.text_lengths, k.r, 0.0, self.loss_cfg)
-                dec_lengths = decoder_lengths(b.mel_lengths, k.r)
-                share = len(chunk) / len(val)
-                totals["mel"] += terms.mel_post.item() * share
-                totals["gate"] += terms.gate.item() * share
-                totals["gate_accuracy"] += gate_accuracy(out.gate, dec_lengths) * share
-                totals["diagonality"] += alignment_stats(out.alignments, b.text_lengths,
-                                                         dec_lengths)["diagonality"] * share
-            probe = collate(val[: self.cfg.infer_utts]).to(self.device)
-            max_steps = int(2 * probe.mel_lengths.max().item() / k.r) + 10
-            inferred, lengths = self.model.infer(probe.text, probe.text_lengths, k.r, max_steps)
-            infer = alignment_stats(inferred.alignments, probe.text_lengths, lengths)
-        stats = ValStats(
-            mel_loss=totals["mel"], gate_loss=totals["gate"], gate_accuracy=totals["gate_accuracy"],
-            diagonality=totals["diagonality"], **{f"infer_{key}": v for key, v in infer.items()},
-            infer_stop_rate=float((lengths < max_steps).float().mean()),
-            extras={"alignment": inferred.alignments[0, : lengths[0]].float().cpu(),
-                    "mel": inferred.mel_post[0, :, : lengths[0] * k.r].float().cpu()})
+        with self._forked_rng():
+            totals = self._teacher_forced_val()
+            infer, extras = self.free_run(self.corpus.val)
+        stats = ValStats(mel_loss=totals["mel"], gate_loss=totals["gate"], gate_accuracy=totals["gate_accuracy"],
+                         diagonality=totals["diagonality"], infer=infer, extras=extras)
         if self.logger:
             self.logger.log_validation(stats, self.step_count)
         return stats
+
+    @contextlib.contextmanager
+    def _forked_rng(self):
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.cfg.seed + 1)
+            yield
+
+    def _teacher_forced_val(self) -> dict[str, float]:
+        k, val = self.knobs, self.corpus.val
+        self.model.eval()
+        totals = {"mel": 0.0, "gate": 0.0, "gate_accuracy": 0.0, "diagonality": 0.0}
+        for chunk in self._chunks(val):
+            b = collate(chunk).to(self.device)
+            out = self.model(b.text, b.text_lengths, b.mels, k.r)
+            terms = tacotron_loss(out, b.mels, b.mel_lengths, b.text_lengths, k.r, 0.0, self.loss_cfg)
+            dec_lengths = decoder_lengths(b.mel_lengths, k.r)
+            share = len(chunk) / len(val)
+            totals["mel"] += terms.mel_post.item() * share
+            totals["gate"] += terms.gate.item() * share
+            totals["gate_accuracy"] += gate_accuracy(out.gate, dec_lengths) * share
+            totals["diagonality"] += alignment_stats(out.alignments, b.text_lengths, dec_lengths)["diagonality"] * share
+        return totals
+
+    def _chunks(self, utts: list) -> list[list]:
+        return [utts[i:i + self.cfg.batch_size] for i in range(0, len(utts), self.cfg.batch_size)]
+
+    @torch.inference_mode()
+    def free_run(self, utts: list) -> tuple[FreeRunStats, dict]:
+        """Decode ``utts`` without teacher forcing and score them against their ground truth
+        -> (stats, the first utterance's alignment and mel for TensorBoard).
+
+        Runs under a forked, fixed RNG, so it is deterministic and never shifts the training random
+        stream (prenet dropout stays on at inference). The decoding limit is twice the longest
+        target plus 10 steps; an utterance that reaches it has not stopped.
+        """
+        r = self.knobs.r
+        self.model.eval()
+        mels, targets, attentions, fired, window = [], [], [], [], {"focus": 0.0, "monotonicity": 0.0, "coverage": 0.0}
+        with self._forked_rng():
+            for chunk in self._chunks(utts):
+                b = collate(chunk).to(self.device)
+                limit = int(2 * b.mel_lengths.max().item() / r) + 10
+                out, lengths = self.model.infer(b.text, b.text_lengths, r, limit)
+                share = len(chunk) / len(utts)
+                for key, value in alignment_stats(out.alignments, b.text_lengths, lengths).items():
+                    if key in window:
+                        window[key] += value * share
+                for i, u in enumerate(chunk):
+                    n = int(lengths[i])
+                    mels.append(out.mel_post[i, :, : n * r].float().cpu().numpy())
+                    targets.append(u.mel.numpy())
+                    attentions.append(out.alignments[i, :n, : len(u.text_ids)].float().cpu().numpy())
+                    fired.append(n < limit)
+        stats = free_run_stats(mels, targets, attentions, fired, self._mel_reference(utts), window)
+        return stats, {"alignment": torch.from_numpy(attentions[0]), "mel": torch.from_numpy(mels[0])}
+
+    def _mel_reference(self, utts: list) -> float:
+        key = tuple(u.utt_id for u in utts)
+        if key not in self._mel_references:
+            self._mel_references[key] = mel_reference([u.mel.numpy() for u in utts])
+        return self._mel_references[key]
 
     def state_dict(self) -> dict:
         return {

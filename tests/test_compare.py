@@ -3,9 +3,13 @@ import json
 import optuna
 import pytest
 
-from controller.baselines import OptunaConfig, optuna_search, parametric_schedule
+from controller.baselines import (OptunaConfig, constant_schedule, optuna_search, parametric_schedule, search_cost,
+                                  study_name)
 from controller.compare import CompareConfig, compare
+from controller.statistics import censored_median, paired_ci
 from env.training_env import EnvConfig
+from tacotron.knobs import Knobs
+from tacotron.schedules import hand, static
 from tacotron.trainer import TrainerConfig
 
 
@@ -15,49 +19,93 @@ def env_cfg(tiny_corpus_dir):
                      trainer=TrainerConfig(batch_size=4, device="cpu"))
 
 
-def test_quick_compare_writes_json_markdown_and_plots(tiny_corpus_dir, tmp_path):
+def test_quick_compare_writes_the_documented_json_markdown_and_plots(tiny_corpus_dir, tmp_path):
     small = EnvConfig(instances=[str(tiny_corpus_dir)], episode_steps=6, steps_per_action=2,
                       trainer=TrainerConfig(batch_size=4, device="cpu"))
-    cfg = CompareConfig(methods=["static", "hand", "optuna_tpe"], data=[str(tiny_corpus_dir)], episode_steps=6,
-                        seeds=[0, 1], out_dir=str(tmp_path), quick=True, optuna=OptunaConfig(n_trials=2), env=small)
+    methods = ["static", "tuned_static", "hand", "optuna_tpe"]
+    cfg = CompareConfig(methods=methods, data=[str(tiny_corpus_dir)], episode_steps=6, eval_every=2, seeds=[0, 1],
+                        out_dir=str(tmp_path), workers=1, optuna=OptunaConfig(n_trials=2, workers=1), env=small)
     result = compare(cfg, progress=False)
     saved = json.loads((tmp_path / "compare.json").read_text())
-    assert saved["methods"] == ["static", "hand", "optuna_tpe"] == result["methods"]
-    for method in saved["methods"]:
-        for key in ("final_val_mel_loss", "inference_diagonality", "gate_accuracy", "steps_to_align", "diverged"):
+    assert saved["methods"] == methods == result["methods"]
+    assert saved["episode_steps"] == 6 and saved["seeds"] == [0, 1] and saved["model"] == "tiny"
+    for method in methods:
+        for key in ("mel_dtw", "infer_diagonality", "stop_rate", "aligned_fraction"):
             assert set(saved[method][key]) == {"mean", "std"}
-        assert saved[method]["runs"] == 1  # quick: one instance, one seed
-    assert saved["optuna_tpe"]["search_steps"] > 0 and saved["static"]["search_steps"] == 0
+        assert saved[method]["runs"] == 2 and saved[method]["mel_dtw"]["mean"] > 0
+        assert {"steps_to_align_median", "diverged", "search_steps", "search_cpu_s"} <= set(saved[method])
+        # never-aligned runs count at the budget: the median is never below the first check or above the budget
+        assert 2 <= saved[method]["steps_to_align_median"] <= 6
+    assert saved["static"]["search_steps"] == 0 and saved["hand"]["search_steps"] == 0
+    assert saved["optuna_tpe"]["search_steps"] == 2 * 6  # two trials of one 6-step instance
+    # Same seeds, data and initialisation: static and tuned static differ only in their knobs.
+    runs = saved["runs"]
+    assert [(r["instance"], r["seed"]) for r in runs["static"]] == [(r["instance"], r["seed"]) for r in runs["hand"]]
     table = (tmp_path / "compare.md").read_text()
-    assert table.count("\n| ") == 4 and "optuna_tpe" in table
-    assert saved["optuna_tpe"]["search_curve"][-1]["steps"] == saved["optuna_tpe"]["search_steps"]
-    for png in ("compare_curves.png", "compare_knobs.png", "compare_alignments.png", "compare_budget.png"):
+    assert table.count("\n| ") == 1 + len(methods) and "tuned_static" in table
+    for png in ("compare_curves.png", "compare_knobs.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+    # Resume: a second call reuses every finished run and cached search (same numbers, nothing rerun).
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "compare_runs").glob("*.json")}
+    assert len(stamps) == len(methods) * 3  # a spec and two runs per method
+    again = compare(cfg, progress=False)
+    assert again["static"]["mel_dtw"] == saved["static"]["mel_dtw"]
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
 
 
-def test_optuna_study_resumes_from_storage(env_cfg, tmp_path):
+def test_optuna_spends_at_most_its_step_budget_across_two_workers(env_cfg, tmp_path):
+    cfg = OptunaConfig(budget_steps=20, pruner="none", workers=2, storage=f"journal:{tmp_path / 'j.log'}")
+    study = optuna_search("tpe", cfg, env_cfg, env_cfg.instances, "b", default_storage="unused")
+    steps, cpu, curve = search_cost(study)
+    assert steps <= 20 and steps == 4 * len(study.trials) and len(study.trials) >= 4
+    assert cpu > 0 and curve[-1]["steps"] == steps
+
+
+def test_trials_are_scored_on_every_training_instance(env_cfg, tmp_path, tiny_corpus_dir):
+    instances = [str(tiny_corpus_dir), str(tiny_corpus_dir)]
+    cfg = OptunaConfig(n_trials=2, pruner="median", workers=1, storage=f"sqlite:///{tmp_path / 's.db'}")
+    study = optuna_search("tpe", cfg, env_cfg, instances, "m", default_storage="unused", space="constant")
+    for trial in study.trials:
+        assert trial.user_attrs["steps"] == 8 and sorted(trial.intermediate_values) == [0, 1]
+    assert set(study.best_params) == {"lr", "ga_weight", "dropout", "r", "tf_ratio"}
+
+
+def test_study_resumes_and_its_name_changes_with_the_search(env_cfg, tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    cfg = OptunaConfig(n_trials=2, pruner="none", storage=storage)
-    optuna_search("tpe", cfg, env_cfg, env_cfg.instances, "s", default_storage="unused")
-    study = optuna_search("tpe", OptunaConfig(n_trials=3, pruner="none", storage=storage), env_cfg,
+    optuna_search("tpe", OptunaConfig(n_trials=2, pruner="none", storage=storage, workers=1), env_cfg,
+                  env_cfg.instances, "s", default_storage="unused")
+    study = optuna_search("tpe", OptunaConfig(n_trials=3, pruner="none", storage=storage, workers=1), env_cfg,
                           env_cfg.instances, "s", default_storage="unused")
     assert len(study.trials) == 3  # two loaded from storage, one new
-    assert len(optuna.load_study(study_name="s", storage=storage).trials) == 3
+    assert len(optuna.load_study(study_name=study.study_name, storage=storage).trials) == 3
+    other = EnvConfig(**{**env_cfg.__dict__, "episode_steps": 6})
+    assert study_name("s", "tpe", "schedule", OptunaConfig(), other, env_cfg.instances) != study.study_name
+    assert study_name("s", "tpe", "schedule", OptunaConfig(seed=1), env_cfg, env_cfg.instances) != study.study_name
 
 
 @pytest.mark.parametrize("sampler", ["cmaes", "gp"])
 def test_other_samplers_and_journal_storage(env_cfg, tmp_path, sampler):
-    cfg = OptunaConfig(n_trials=2, pruner="median", storage=f"journal:{tmp_path / 'j.log'}")
+    cfg = OptunaConfig(n_trials=2, pruner="median", workers=1, storage=f"journal:{tmp_path / 'j.log'}")
     study = optuna_search(sampler, cfg, env_cfg, env_cfg.instances, "j", default_storage="unused")
     assert len(study.trials) == 2 and study.best_value >= 0
 
 
 def test_bad_storage_url_is_a_clear_error(env_cfg):
     with pytest.raises(ValueError, match="optuna storage 'nosuchdb://x' cannot be opened"):
-        optuna_search("tpe", OptunaConfig(storage="nosuchdb://x"), env_cfg, env_cfg.instances, "x", "unused")
+        optuna_search("tpe", OptunaConfig(storage="nosuchdb://x", n_trials=1), env_cfg, env_cfg.instances, "x",
+                      "unused")
 
 
-def test_parametric_schedule_respects_its_parameters():
+def test_nsga2_searches_mel_distance_against_steps_to_align(env_cfg, tmp_path):
+    from controller.baselines import best_params
+    cfg = OptunaConfig(n_trials=3, workers=1, storage=f"sqlite:///{tmp_path / 'mo.db'}")
+    study = optuna_search("nsga2", cfg, env_cfg, env_cfg.instances, "mo", default_storage="unused")
+    assert len(study.directions) == 2 and len(study.trials) == 3
+    assert all(t.values[1] == 8.0 or t.values[1] <= 4 for t in study.trials)  # 2x episode when never aligned
+    assert best_params(study) in [t.params for t in study.best_trials]
+
+
+def test_parametric_and_constant_schedules_respect_their_parameters():
     p = {"ga_start": 15.0, "ga_end": 1.0, "ga_decay_frac": 0.5, "lr_peak": 1e-3, "lr_final_ratio": 0.1,
          "tf_end": 0.5, "tf_ramp_start": 0.5, "r_start": 5, "r_end": 2, "r_switch_frac": 0.4, "dropout": 0.2}
     s = parametric_schedule(p)
@@ -65,12 +113,32 @@ def test_parametric_schedule_respects_its_parameters():
     assert (first.ga_weight, first.r, first.tf_ratio, first.lr) == (15.0, 5, 1.0, 1e-3)
     assert mid.ga_weight == 1.0 and mid.r == 2 and mid.tf_ratio == 1.0
     assert last.tf_ratio == 0.5 and last.lr == pytest.approx(1e-4) and last.dropout == 0.2
+    c = {"lr": 5e-4, "ga_weight": 3.0, "dropout": 0.05, "r": 2, "tf_ratio": 0.9}
+    assert constant_schedule(c)(0, 100) == constant_schedule(c)(99, 100, 10) == Knobs(**c)
 
 
-def test_nsga2_searches_mel_loss_against_steps_to_align(env_cfg, tmp_path):
-    from controller.baselines import best_params
-    cfg = OptunaConfig(n_trials=3, storage=f"sqlite:///{tmp_path / 'mo.db'}")
-    study = optuna_search("nsga2", cfg, env_cfg, env_cfg.instances, "mo", default_storage="unused")
-    assert len(study.directions) == 2 and len(study.trials) == 3
-    assert all(t.values[1] in (8.0,) or t.values[1] <= 4 for t in study.trials)  # 2x episode when never aligned
-    assert best_params(study) in [t.params for t in study.best_trials]
+def test_hand_schedule_waits_for_alignment():
+    before = [hand(s, 1500, None) for s in (0, 49, 400, 1400)]
+    assert before[0].lr < before[1].lr == before[2].lr == 1e-3  # warm-up, then hold
+    assert all(k.r == 5 and k.tf_ratio == 1.0 and k.ga_weight == 10.0 for k in before)  # nothing moves unaligned
+    aligned_at = 300
+    at, later, end = hand(300, 1500, aligned_at), hand(600, 1500, aligned_at), hand(1499, 1500, aligned_at)
+    assert at.r == 3 and at.ga_weight == 10.0 and at.tf_ratio == 1.0 and at.lr == pytest.approx(1e-3)
+    assert later.ga_weight == 1.0 and later.r == 3 and 0.5 < later.tf_ratio < 1.0
+    assert end.r == 2 and end.tf_ratio == pytest.approx(0.5, abs=0.01) and end.lr == pytest.approx(1e-4, rel=0.01)
+    assert static(700, 1500, aligned_at) == Knobs()
+
+
+def test_censored_median_counts_never_aligned_runs_at_the_budget():
+    assert censored_median([100, 200, None], 1500) == {"median": 200.0, "censored": False, "never_aligned": 1}
+    # a mean over survivors would say 100; the censored median says most runs never aligned
+    assert censored_median([100, None, None], 1500) == {"median": 1500.0, "censored": True, "never_aligned": 2}
+
+
+def test_paired_ci_is_a_student_t_interval_of_differences():
+    d = paired_ci([3.0, 4.0, 5.0, 6.0], [1.0, 1.5, 2.5, 3.0])  # differences 2, 2.5, 2.5, 3
+    assert d["delta_mean"] == pytest.approx(2.5)
+    assert d["ci95_low"] == pytest.approx(2.5 - 3.182446 * 0.408248 / 2, rel=1e-4)
+    assert d["ci95_low"] > 0 and d["ci95_high"] == pytest.approx(5.0 - d["ci95_low"])
+    with pytest.raises(ValueError, match="paired samples differ"):
+        paired_ci([1.0], [1.0, 2.0])

@@ -39,18 +39,43 @@ def test_bad_instance_names():
         parse_instance("en-us")
     with pytest.raises(ValueError, match="rate"):
         parse_instance("en-us@5")
+    with pytest.raises(ValueError, match="VOICE@RATE:SEED"):
+        parse_instance("en-us@170:x")
+
+
+def test_instance_sets_speak_disjoint_sentences():
+    """Held-out and test instances carry their own sentence seed, so they never replay training text."""
+    from env.instances import load_instance_set
+    from tacotron.proxy import ProxyOptions
+    opts = ProxyOptions()
+    texts = {}
+    for name in ("train", "heldout", "test"):
+        specs = [parse_instance(i, opts) for i in load_instance_set(name)]
+        texts[name] = {s for spec in specs for s in make_sentences(spec.n_utts, spec.seed, spec.min_words,
+                                                                   spec.max_words)}
+    assert len(load_instance_set("test")) >= 4
+    assert parse_instance("en-gb@175:7").seed == 7 and parse_instance("en-gb@175").seed == opts.seed
+    # Short random sentences can coincide by chance; a shared sentence seed would share all of them.
+    assert len(texts["train"] & texts["test"]) < 0.05 * len(texts["test"])
+    assert len(texts["heldout"] & texts["test"]) < 0.05 * len(texts["test"])
+    voices = {name: {i.split(":")[0] for i in load_instance_set(name)} for name in ("train", "heldout", "test")}
+    assert not (voices["test"] & (voices["train"] | voices["heldout"]))
 
 
 def test_mels_have_expected_shape_and_range(tiny_corpus):
     utt = tiny_corpus.train[0]
     assert utt.mel.shape[0] == 80 and utt.mel.shape[1] > 10
     assert float(utt.mel.min()) >= np.log(1e-5) - 1e-4 and float(utt.mel.max()) < 5
-    assert len(tiny_corpus.train) + len(tiny_corpus.val) == 24 and len(tiny_corpus.val) >= 1
+    assert len(tiny_corpus.train) + len(tiny_corpus.val) + len(tiny_corpus.test) == 24
+    assert len(tiny_corpus.val) >= 1 and len(tiny_corpus.test) >= 1
 
 
 def test_split_is_deterministic(tiny_corpus_dir, tiny_corpus):
     again = load_corpus(tiny_corpus_dir, AudioConfig(), DataConfig(val_fraction=0.2), progress=False)
     assert [u.utt_id for u in again.val] == [u.utt_id for u in tiny_corpus.val]
+    assert [u.utt_id for u in again.test] == [u.utt_id for u in tiny_corpus.test]
+    splits = [{u.utt_id for u in part} for part in (again.train, again.val, again.test)]
+    assert not (splits[0] & splits[1] or splits[0] & splits[2] or splits[1] & splits[2])  # disjoint
 
 
 def test_mel_cache_hit_and_invalidation(tiny_corpus_dir):
@@ -90,9 +115,9 @@ def test_strict_text_fails_on_unknown_symbols(broken_corpus):
 
 
 def test_overlong_utterances_are_filtered(tiny_corpus_dir):
-    corpus = load_corpus(tiny_corpus_dir, AudioConfig(), DataConfig(max_frames=60), progress=False)
+    corpus = load_corpus(tiny_corpus_dir, AudioConfig(), DataConfig(max_frames=80), progress=False)
     assert corpus.report.too_long > 0
-    assert all(u.mel.shape[1] <= 60 for u in corpus.train + corpus.val)
+    assert all(u.mel.shape[1] <= 80 for u in corpus.train + corpus.val + corpus.test)
 
 
 def test_missing_dataset_errors(tmp_path):

@@ -1,7 +1,9 @@
+import numpy as np
 import pytest
 import torch
 
-from tacotron.metrics import alignment_stats, gate_accuracy
+from tacotron.metrics import (alignment_stats, composite_score, free_run_stats, gate_accuracy, is_aligned,
+                              mel_dtw_distance, mel_reference, monotonic_diagonality, steps_to_align)
 
 
 def _diagonal(t: int, n: int) -> torch.Tensor:
@@ -70,3 +72,68 @@ def test_gate_accuracy_is_balanced():
     assert gate_accuracy(never, lengths) == pytest.approx(0.5)
     assert gate_accuracy(perfect, lengths) == pytest.approx(1.0)
     assert gate_accuracy(torch.full((2, 10), 5.0), lengths) == pytest.approx(0.5)
+
+
+# ---- free-running figures (r-independent) ----------------------------------------------------
+
+def _one_hot_path(positions: np.ndarray, n: int) -> np.ndarray:
+    a = np.zeros((len(positions), n))
+    a[np.arange(len(positions)), np.clip(np.round(positions).astype(int), 0, n - 1)] = 1.0
+    return a
+
+
+@pytest.mark.parametrize("t,n", [(30, 20), (20, 30), (60, 15), (12, 12)])
+def test_monotonic_diagonality_scores_a_sharp_diagonal_high_and_failures_low(t, n):
+    diag = _diagonal(t, n).numpy()
+    assert monotonic_diagonality(diag) >= 0.95
+    assert monotonic_diagonality(diag[:, ::-1]) <= 0.3  # anti-diagonal
+    assert monotonic_diagonality(np.full((t, n), 1.0 / n)) <= 0.3  # blur
+    stuck = np.zeros((t, n))
+    stuck[:, 0] = 1.0
+    assert monotonic_diagonality(stuck) <= 0.3
+
+
+def test_monotonic_diagonality_tolerates_tempo_changes_that_the_fixed_band_penalises():
+    """Slow speech, a pause, then fast speech: a good alignment, which the straight band marks down."""
+    t, n = 60, 30
+    positions = np.concatenate([np.linspace(0, 7, 30), np.full(10, 7.5), np.linspace(8, 29, 20)])
+    a = _one_hot_path(positions, n)
+    assert monotonic_diagonality(a) >= 0.85
+    assert _stats(torch.tensor(a, dtype=torch.float32))["diagonality"] <= 0.5
+    skipping = _one_hot_path(np.concatenate([np.linspace(0, 5, 30), np.linspace(25, 29, 30)]), n)
+    assert monotonic_diagonality(skipping) <= 0.6  # a jump over 20 tokens is not tempo
+
+
+def test_mel_dtw_ignores_timing_but_not_content():
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=(80, 40)).astype(np.float32)
+    slower = np.repeat(target, 2, axis=1)  # the same frames, each held twice as long
+    assert mel_dtw_distance(target, target) == pytest.approx(0.0)
+    assert mel_dtw_distance(slower, target) == pytest.approx(0.0)
+    other = rng.normal(size=(80, 40)).astype(np.float32)
+    assert mel_dtw_distance(other, target) > 0.5
+    assert mel_reference([target]) == pytest.approx(np.abs(target.T - target.T.mean(0)).mean(), rel=1e-5)
+
+
+def _free_run(pred_lengths, fired, target_len=50):
+    target = np.zeros((80, target_len), dtype=np.float32)
+    mels = [np.zeros((80, n), dtype=np.float32) for n in pred_lengths]
+    att = [_diagonal(20, 10).numpy()] * len(mels)
+    window = {"focus": 1.0, "monotonicity": 1.0, "coverage": 1.0}
+    return free_run_stats(mels, [target] * len(mels), att, fired, reference=1.0, window=window)
+
+
+def test_stop_figures_and_the_aligned_gate():
+    good = _free_run([50, 52, 48, 51], [True] * 4)
+    assert good.stop_rate == 1.0 and good.stop_error == pytest.approx(1.25) and good.mel_score == 1.0
+    assert is_aligned(good) and composite_score(good) == pytest.approx(0.4 + 0.3 + 0.3 * good.stop_score)
+    never_stops = _free_run([110] * 4, [False] * 4)
+    assert never_stops.stop_rate == 0.0 and never_stops.stop_score == 0.0 and not is_aligned(never_stops)
+    late = _free_run([60] * 4, [True] * 4)  # stops, but 20 % late
+    assert late.stop_error_rel == pytest.approx(0.2) and not is_aligned(late)
+
+
+def test_steps_to_align_needs_two_consecutive_aligned_checks():
+    assert steps_to_align([(50, True), (100, False), (150, True), (200, True)]) == 200
+    assert steps_to_align([(50, True), (100, False), (150, True)]) is None  # never held
+    assert steps_to_align([]) is None

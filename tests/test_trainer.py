@@ -26,8 +26,10 @@ def test_validation_reports_teacher_forced_and_inference(tiny_corpus, tiny_model
     tr = _trainer(tiny_corpus, tiny_model_cfg)
     tr.run(5)
     v1, v2 = tr.validate(), tr.validate()
-    assert v1.mel_loss > 0 and 0 <= v1.infer_diagonality <= 1 and 0 <= v1.infer_stop_rate <= 1
-    assert v1.mel_loss == v2.mel_loss and v1.infer_diagonality == v2.infer_diagonality  # deterministic
+    assert v1.mel_loss > 0 and 0 <= v1.infer.diagonality <= 1 and 0 <= v1.infer.stop_rate <= 1
+    assert v1.infer.mel_dtw > 0 and 0 <= v1.infer.mel_score <= 1 and 0 <= v1.score <= 1
+    assert v1.infer.utterances == len(tiny_corpus.val)  # the whole split, free-running
+    assert v1.flat() == v2.flat()  # deterministic
     assert v1.extras["alignment"].ndim == 2
 
 
@@ -117,4 +119,4 @@ def test_tiny_model_aligns_on_a_proxy_voice(align_corpus):
     tr = Trainer(align_corpus, cfg, TrainerConfig(batch_size=16, device="cpu"), knobs=Knobs(r=3, ga_weight=10))
     tr.run(250)
     v = tr.validate()
-    assert v.diagonality >= 0.7 and v.infer_diagonality >= 0.6, v
+    assert v.diagonality >= 0.7 and v.infer.diagonality >= 0.6, v

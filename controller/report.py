@@ -1,0 +1,98 @@
+"""Summaries of compared runs: per-method figures, censored steps to align, paired differences.
+
+``summarise`` returns the comparison JSON: ``episode_steps``, ``model``, ``instances``, ``seeds``,
+``methods`` (the names), one entry per method with ``mel_dtw``, ``infer_diagonality``, ``stop_rate``
+and ``aligned_fraction`` as ``{mean, std}``, ``steps_to_align_median`` (runs that never aligned count
+at the run length; ``steps_to_align_censored`` says when the median sits there), ``diverged``,
+``search_steps`` and ``search_cpu_s``; and ``paired``: for each baseline, ``{metric: {delta_mean,
+ci95_low, ci95_high}}`` of baseline − policy over the same instance × seed runs.
+"""
+from __future__ import annotations
+
+from controller.statistics import censored_median, mean_std, paired_ci
+
+PAIRED_METRICS = ("mel_dtw", "infer_diagonality", "stop_rate", "aligned", "steps_to_align", "score")
+
+
+def _figures(record: dict, budget: int) -> dict[str, float]:
+    final = record["final"]
+    return {"mel_dtw": final["mel_dtw"], "infer_diagonality": final["diagonality"], "stop_rate": final["stop_rate"],
+            "stop_error_rel": final["stop_error_rel"], "score": final["score"],
+            "aligned": float(record["steps_to_align"] is not None),
+            "steps_to_align": float(record["steps_to_align"] if record["steps_to_align"] is not None else budget)}
+
+
+def _method_summary(records: list[dict], spec: dict, budget: int) -> dict:
+    figs = [_figures(r, budget) for r in records]
+    col = lambda key: [f[key] for f in figs]  # noqa: E731
+    median = censored_median([r["steps_to_align"] for r in records], budget)
+    return {"mel_dtw": mean_std(col("mel_dtw")), "infer_diagonality": mean_std(col("infer_diagonality")),
+            "stop_rate": mean_std(col("stop_rate")), "aligned_fraction": mean_std(col("aligned")),
+            "stop_error_rel": mean_std(col("stop_error_rel")), "score": mean_std(col("score")),
+            "steps_to_align_median": median["median"], "steps_to_align_censored": median["censored"],
+            "never_aligned": median["never_aligned"], "diverged": sum(r["diverged"] for r in records),
+            "runs": len(records), "run_steps": max(r["run_steps"] for r in records),
+            "search_steps": spec["search_steps"], "search_cpu_s": spec["search_cpu_s"],
+            "wall_s_per_run": mean_std([r["wall_s"] for r in records])}
+
+
+def summarise(runs: dict[str, list[dict]], specs: dict[str, dict], meta: dict) -> dict:
+    budget = meta["episode_steps"]
+    result = {"episode_steps": budget, "model": meta["model"], "instances": meta["instances"], "seeds": meta["seeds"],
+              "methods": list(runs), "meta": meta}
+    for method, records in runs.items():
+        result[method] = _method_summary(records, specs[method], budget)
+    if "policy" in runs:
+        key = lambda r: (r["instance"], r["seed"])  # noqa: E731
+        policy = {key(r): _figures(r, budget) for r in runs["policy"]}
+        result["paired"] = {}
+        for method, records in runs.items():
+            if method == "policy":
+                continue
+            mine = {key(r): _figures(r, budget) for r in records}
+            shared = sorted(set(mine) & set(policy))
+            result["paired"][method] = {m: paired_ci([mine[k][m] for k in shared], [policy[k][m] for k in shared])
+                                        for m in PAIRED_METRICS}
+    result["runs"] = {m: [{k: v for k, v in r.items() if k not in ("curve", "knob_trajectory")} for r in rs]
+                      for m, rs in runs.items()}
+    return result
+
+
+def _ms(stat: dict, digits: int = 3) -> str:
+    return "–" if stat["mean"] is None else f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+def _ci(d: dict, digits: int = 3) -> str:
+    if d["delta_mean"] is None:
+        return "–"
+    if d["ci95_low"] is None:
+        return f"{d['delta_mean']:+.{digits}f}"
+    return f"{d['delta_mean']:+.{digits}f} [{d['ci95_low']:+.{digits}f}, {d['ci95_high']:+.{digits}f}]"
+
+
+def markdown_report(result: dict, title: str) -> str:
+    meta = result["meta"]
+    lines = [f"# {title} ({'quick' if meta['quick'] else 'full'})", "",
+             f"Test instances {', '.join(result['instances'])}; seeds {result['seeds']}; model {result['model']}; "
+             f"{result['episode_steps']} optimiser steps per run from scratch, a decision every "
+             f"{meta['steps_per_action']}; test split decoded free-running every {meta['eval_every']} steps; "
+             f"wall time {meta['wall_time_s']:.0f} s. Mean ± std over runs. mel DTW = mean per-frame L1 on "
+             "log-mels after DTW (lower is better). Steps to align: median with never-aligned runs counted at "
+             "the run length (≥ marks a censored median). Search cost = everything spent to obtain the schedule.",
+             "", "| method | mel DTW | free-running diagonality | stop rate | aligned | steps to align (median) "
+             "| diverged | score | search steps | search CPU-s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for m in result["methods"]:
+        r = result[m]
+        median = f"{'≥' if r['steps_to_align_censored'] else ''}{r['steps_to_align_median']:.0f}"
+        lines.append(f"| {m} | {_ms(r['mel_dtw'])} | {_ms(r['infer_diagonality'])} | {_ms(r['stop_rate'], 2)} | "
+                     f"{r['runs'] - r['never_aligned']}/{r['runs']} | {median} | {r['diverged']} | {_ms(r['score'])} | "
+                     f"{r['search_steps']} | {r['search_cpu_s']:.0f} |")
+    if result.get("paired"):
+        lines += ["", "Paired differences baseline − policy over the same instance × seed runs, mean [95 % CI]. "
+                  "Positive mel DTW / steps to align, or negative diagonality / aligned / score, favour the policy.",
+                  "", "| baseline | mel DTW | diagonality | stop rate | aligned | steps to align | score |",
+                  "|---|---|---|---|---|---|---|"]
+        for m, d in result["paired"].items():
+            lines.append(f"| {m} | {_ci(d['mel_dtw'])} | {_ci(d['infer_diagonality'])} | {_ci(d['stop_rate'], 2)} | "
+                         f"{_ci(d['aligned'], 2)} | {_ci(d['steps_to_align'], 0)} | {_ci(d['score'])} |")
+    return "\n".join(lines) + "\n"
