@@ -43,12 +43,14 @@ class CompareConfig:
     test_set: str = "test"
     dev_set: str = "heldout"  # where the replay method records the policy's trajectory
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    pbt_seeds: int = 1  # PBT runs on the first N seeds only: each of its runs costs a whole population
     model: str = "tiny"
     episode_steps: int = 300  # optimiser steps of every compared run
     eval_every: int = 50  # optimiser steps between free-running checks on the test split
     workers: int = 2  # processes of one torch thread each
     out_dir: str = "benchmarks/results"
     name: str = "compare"  # output files <name>.json/.md/*.png and the folder <name>_runs/
+    search_dir: str = ""  # where obtained schedules are cached (shared between comparisons); default <name>_runs/
     quick: bool = False  # smoke run: 1 instance, 1 seed, at most 60 steps, a 2-trial Optuna search
     optuna: OptunaConfig = field(default_factory=OptunaConfig)
     env: EnvConfig = field(default_factory=EnvConfig)  # used when no policy takes part
@@ -72,7 +74,8 @@ def _env_configs(cfg: CompareConfig) -> tuple[EnvConfig, EnvConfig]:
     return run_env, search_env
 
 
-def _test_check(trainer) -> dict:
+def test_check(trainer) -> dict:
+    """The whole test split decoded free-running and scored: the figures every comparison reports."""
     stats, _ = trainer.free_run(trainer.corpus.test)
     return {"step": trainer.step_count, **stats.as_dict(), "score": composite_score(stats), "aligned": is_aligned(stats)}
 
@@ -82,11 +85,11 @@ def run_one(spec: MethodSpec, env_cfg: EnvConfig, instance: str, seed: int, eval
     checks; None = censored), the test curve and the knob trajectory."""
     env = TrainingEnv(env_cfg, instances=[instance])
     checks: list[dict] = []
-    env.after_optimizer_step = lambda tr: checks.append(_test_check(tr)) if tr.step_count % eval_every == 0 else None
+    env.after_optimizer_step = lambda tr: checks.append(test_check(tr)) if tr.step_count % eval_every == 0 else None
     started = time.perf_counter()
     info, _ = run_episode(env, decider(spec, env), instance, seed)
     if not checks or checks[-1]["step"] != env.trainer.step_count:
-        checks.append(_test_check(env.trainer))
+        checks.append(test_check(env.trainer))
     env.close()
     final = checks[-1]
     return {"instance": instance, "seed": seed, "final": final,
@@ -109,16 +112,22 @@ def _job(args: tuple) -> tuple[str, dict]:
 
 
 def _run_grid(jobs: list[tuple], workers: int, progress: bool) -> None:
+    """Single runs in ``workers`` processes; PBT runs after them, one at a time, since each one's
+    population already uses every core."""
     bar = tqdm(total=len(jobs), desc="compared runs", disable=not progress)
+    single = [job for job in jobs if job[1]["kind"] != "pbt"]
+    in_main = [job for job in jobs if job[1]["kind"] == "pbt"]
     if workers == 1:
-        for job in jobs:
-            _job(job)
-            bar.update(1)
+        in_main = single + in_main
     else:
         with mp.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
-            for method, record in pool.imap_unordered(_job, jobs):
+            for method, record in pool.imap_unordered(_job, single):
                 bar.update(1)
                 bar.set_postfix(last=f"{method} {record['final']['mel_dtw']:.3f}")
+    for job in in_main:
+        method, record = _job(job)
+        bar.update(1)
+        bar.set_postfix(last=f"{method} {record['final']['mel_dtw']:.3f}")
     bar.close()
 
 
@@ -139,17 +148,18 @@ def compare(cfg: CompareConfig, progress: bool = True) -> dict:
     started = time.time()
     specs = {m: prepare(m, env_cfg=run_env, policy=Path(cfg.policy) if "policy" in cfg.methods else None,
                         optuna=cfg.optuna, search_env=search_env, dev_instances=load_instance_set(cfg.dev_set),
-                        out=runs_dir) for m in tqdm(cfg.methods, desc="obtaining schedules", disable=not progress)}
+                        out=Path(cfg.search_dir) if cfg.search_dir else runs_dir) for m in tqdm(cfg.methods, desc="obtaining schedules", disable=not progress)}
     jobs, paths = [], {}
     for method in cfg.methods:
         for instance in instances:
-            for seed in cfg.seeds:
+            for seed in cfg.seeds[:cfg.pbt_seeds] if method == "pbt" else cfg.seeds:
                 path = runs_dir / f"{method}__{instance.replace('/', '_')}__{seed}.json"
                 paths[method, instance, seed] = path
                 if not path.is_file():  # resume: finished runs are kept
                     jobs.append((method, specs[method], run_env, instance, seed, cfg.eval_every, str(path)))
     _run_grid(jobs, cfg.workers, progress)
-    runs = {m: [json.loads(paths[m, i, s].read_text()) for i in instances for s in cfg.seeds] for m in cfg.methods}
+    runs = {m: [json.loads(path.read_text()) for (method, _, _), path in paths.items() if method == m]
+            for m in cfg.methods}
     result = summarise(runs, specs, {"instances": instances, "seeds": cfg.seeds, "model": cfg.model,
                                      "episode_steps": cfg.episode_steps, "eval_every": cfg.eval_every,
                                      "steps_per_action": run_env.steps_per_action, "quick": cfg.quick,

@@ -16,7 +16,9 @@ Optuna trials, replay recording). ``decider(spec, env)`` turns a spec into the k
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import multiprocessing as mp
 import time
 from pathlib import Path
 
@@ -71,15 +73,22 @@ def replay_schedule(rows: list[dict]) -> Schedule:
     return schedule
 
 
-def record_replay(policy_dir: Path, env_cfg: EnvConfig, dev_instances: list[str], seed: int) -> MethodSpec:
-    """Run the policy once on each dev instance and average its knob trajectories by decision."""
-    env = TrainingEnv(env_cfg, instances=dev_instances)
-    decide = policy_decider(*load_policy(policy_dir, env))
-    started, trajectories = time.perf_counter(), []
-    for instance in dev_instances:
-        info, _ = run_episode(env, decide, instance, seed)
-        trajectories.append(info["knob_trajectory"])
+def _policy_trajectory(args: tuple) -> list[dict]:
+    policy_dir, env_cfg, instance, seed = args
+    env = TrainingEnv(env_cfg, instances=[instance])
+    info, _ = run_episode(env, policy_decider(*load_policy(policy_dir, env)), instance, seed)
     env.close()
+    return info["knob_trajectory"]
+
+
+def record_replay(policy_dir: Path, env_cfg: EnvConfig, dev_instances: list[str], seed: int,
+                  workers: int = 2) -> MethodSpec:
+    """Run the policy once on each dev instance (``workers`` processes of one thread) and average its
+    knob trajectories by decision."""
+    started = time.perf_counter()
+    jobs = [(policy_dir, dataclasses.replace(env_cfg, threads=1), instance, seed) for instance in dev_instances]
+    with mp.get_context("spawn").Pool(workers) as pool:
+        trajectories = pool.map(_policy_trajectory, jobs)
     n = min(len(t) for t in trajectories)
     rows = []
     for i in range(n):
@@ -87,14 +96,28 @@ def record_replay(policy_dir: Path, env_cfg: EnvConfig, dev_instances: list[str]
         rows.append({"frac": trajectories[0][i]["step"] / env_cfg.episode_steps, **mean, "r": int(round(mean["r"]))})
     cost = policy_cost(policy_dir)
     return {"kind": "replay", "rows": rows, "search_steps": cost["search_steps"] + len(dev_instances) * env_cfg.episode_steps,
-            "search_cpu_s": cost["search_cpu_s"] + (time.perf_counter() - started) * max(env_cfg.threads, 1)}
+            "search_cpu_s": cost["search_cpu_s"] + (time.perf_counter() - started) * min(workers, len(jobs))}
+
+
+def _cache_key(method: str, env_cfg: EnvConfig, policy: Path | None, optuna: OptunaConfig, search_env: EnvConfig,
+               dev_instances: list[str]) -> str:
+    """A hash of everything that defines how ``method`` obtains its schedule, so a cached one is reused
+    only for the same search (and comparisons that share a search share its cost once)."""
+    key = {"method": method}
+    if method in OPTUNA_METHODS:
+        key |= {"optuna": dataclasses.asdict(optuna), "search_env": dataclasses.asdict(search_env)}
+    if method in ("policy", "replay", *OPTUNA_METHODS) and policy is not None:
+        key |= {"policy": str(Path(policy).resolve()), "policy_meta": load_meta(policy)}
+    if method == "replay":
+        key |= {"env": dataclasses.asdict(env_cfg), "dev": dev_instances}
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def prepare(method: str, *, env_cfg: EnvConfig, policy: Path | None, optuna: OptunaConfig, search_env: EnvConfig,
             dev_instances: list[str], out: Path, seed: int = 0) -> MethodSpec:
-    """Obtain ``method``'s schedule (cached in ``out/method_<name>.json``, so a resumed benchmark
+    """Obtain ``method``'s schedule (cached in ``out/method_<name>_<hash>.json``, so a resumed benchmark
     does not search again) -> its spec."""
-    cached = out / f"method_{method}.json"
+    cached = out / f"method_{method}_{_cache_key(method, env_cfg, policy, optuna, search_env, dev_instances)}.json"
     if cached.is_file():
         return json.loads(cached.read_text())
     if method in ("static", "hand"):

@@ -35,8 +35,12 @@ def load_env_config(directory: Path) -> EnvConfig:
     path = Path(directory) / "env_config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{directory} is not a policy directory (no env_config.json)")
-    merged = OmegaConf.merge(OmegaConf.structured(EnvConfig), json.loads(path.read_text()))
-    return OmegaConf.to_object(merged)
+    return env_config_from_dict(json.loads(path.read_text()))
+
+
+def env_config_from_dict(values: dict) -> EnvConfig:
+    """The typed (validated) ``EnvConfig`` from ``dataclasses.asdict`` output."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EnvConfig), values))
 
 
 def load_meta(directory: Path) -> dict:

@@ -16,14 +16,14 @@ def mean_std(values: list[float]) -> dict[str, float | None]:
 def censored_median(steps: list[int | None], budget: int) -> dict:
     """Median steps to align with runs that never aligned (None) counted at ``budget``.
 
-    ``censored`` is true when the median itself lies at the budget: then at least half the runs never
-    aligned and the true median is only known to be beyond it.
+    ``censored`` is true when at least half the runs never aligned: then the median is one of the
+    filled-in values and the true median is only known to lie beyond the budget.
     """
     if not steps:
         return {"median": None, "censored": False, "never_aligned": 0}
-    filled = [budget if s is None else s for s in steps]
-    median = float(np.median(filled))
-    return {"median": median, "censored": median >= budget, "never_aligned": sum(s is None for s in steps)}
+    never = sum(s is None for s in steps)
+    median = float(np.median([budget if s is None else s for s in steps]))
+    return {"median": median, "censored": 2 * never >= len(steps), "never_aligned": never}
 
 
 def paired_ci(baseline: list[float], policy: list[float], level: float = 0.95) -> dict[str, float | None]:

@@ -47,7 +47,7 @@ def test_quick_compare_writes_the_documented_json_markdown_and_plots(tiny_corpus
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     # Resume: a second call reuses every finished run and cached search (same numbers, nothing rerun).
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "compare_runs").glob("*.json")}
-    assert len(stamps) == len(methods) * 3  # a spec and two runs per method
+    assert len(stamps) == len(methods) * 3  # a cached schedule and two runs per method
     again = compare(cfg, progress=False)
     assert again["static"]["mel_dtw"] == saved["static"]["mel_dtw"]
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
@@ -133,6 +133,7 @@ def test_censored_median_counts_never_aligned_runs_at_the_budget():
     assert censored_median([100, 200, None], 1500) == {"median": 200.0, "censored": False, "never_aligned": 1}
     # a mean over survivors would say 100; the censored median says most runs never aligned
     assert censored_median([100, None, None], 1500) == {"median": 1500.0, "censored": True, "never_aligned": 2}
+    assert censored_median([1500, 1500], 1500)["censored"] is False  # aligned on the last check is not censored
 
 
 def test_paired_ci_is_a_student_t_interval_of_differences():

@@ -1,0 +1,109 @@
+"""Population-based training (Ray Tune ``PopulationBasedTraining``) as a comparison method.
+
+A population of ``POPULATION`` members trains the same run (same model initialisation, data order and
+validation, through the same ``TrainingEnv``), each with its own constant knobs per interval. Every
+``steps_per_action`` optimiser steps a member reports its val composite score with a checkpoint of
+its trainer; PBT lets the bottom quarter copy a top-quarter member's checkpoint (exploit) and perturb
+its knobs (explore). The member with the best final val score is the result, and its lineage's test
+checks (carried in the checkpoints) give its curve. Its compute is POPULATION runs, reported as
+``run_steps``. Ray runs on the local machine (``ray.init(num_cpus=2)``) unless ``RAY_ADDRESS`` is set.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from controller.policy_io import env_config_from_dict
+from env.training_env import EnvConfig, TrainingEnv
+from tacotron.knobs import KNOB_NAMES, Knobs
+from tacotron.metrics import steps_to_align
+
+POPULATION = 4
+CPUS = 2
+
+
+def _space(env_cfg: EnvConfig) -> dict:
+    """PBT's mutation space: the policy's action bounds (dropout capped at 0.3 as in the Optuna spaces)."""
+    from ray import tune
+    a = env_cfg.actions
+    return {"lr": tune.loguniform(a.lr.low, a.lr.high), "ga_weight": tune.uniform(a.ga_weight.low, a.ga_weight.high),
+            "dropout": tune.uniform(a.dropout.low, min(a.dropout.high, 0.3)),
+            "r": tune.choice(list(range(int(a.r.low), int(a.r.high) + 1))),
+            "tf_ratio": tune.uniform(a.tf_ratio.low, a.tf_ratio.high)}
+
+
+def _member(config: dict, fixed: dict) -> None:
+    """One population member: reports its val score every interval, with a checkpoint to exploit.
+    ``config`` holds its knobs (what PBT perturbs); ``fixed`` the run every member shares."""
+    from ray import tune
+    from controller.compare import test_check  # the comparison's test-split check, shared by every method
+    os.environ["TACOTUNE_CACHE"] = fixed["cache"]
+    env = TrainingEnv(env_config_from_dict(fixed["env"]), instances=[fixed["instance"]])
+    env.reset(seed=fixed["seed"], options={"instance": fixed["instance"]})
+    history = {"checks": [], "knobs": []}
+    if (ckpt := tune.get_checkpoint()) is not None:
+        with ckpt.as_directory() as folder:
+            env.resume_trainer(Path(folder) / "trainer.pt")
+            history = json.loads((Path(folder) / "history.json").read_text())
+    eval_every = fixed["eval_every"]
+    env.after_optimizer_step = (lambda tr: history["checks"].append(test_check(tr))
+                                if tr.step_count % eval_every == 0 else None)
+    knobs = Knobs(**{name: config[name] for name in KNOB_NAMES})
+    done = env.trainer.step_count >= env.cfg.episode_steps
+    while not done:
+        history["knobs"].append({"step": env.trainer.step_count, **env.cfg.actions.clip(knobs.as_dict()).as_dict()})
+        _, _, term, trunc, info = env.step(knobs)
+        done = term or trunc
+        if done and (not history["checks"] or history["checks"][-1]["step"] != env.trainer.step_count):
+            history["checks"].append(test_check(env.trainer))
+        with tempfile.TemporaryDirectory() as folder:
+            env.trainer.save(Path(folder) / "trainer.pt")
+            (Path(folder) / "history.json").write_text(json.dumps(history))
+            tune.report({"score": info["score"], "step": env.trainer.step_count, "diverged": bool(term),
+                         "rollbacks": info["rollbacks_total"] if done else 0},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
+    env.close()
+
+
+def run_pbt(spec: dict, env_cfg: EnvConfig, instance: str, seed: int, eval_every: int) -> dict:
+    """One PBT run on ``instance`` -> the same record as ``controller.compare.run_one``."""
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import PopulationBasedTraining
+    from tacotron.proxy import cache_root
+    random.seed(seed)  # PBT's explore draws from Python's and NumPy's global generators
+    np.random.seed(seed)
+    started = time.perf_counter()
+    if not ray.is_initialized():
+        ray.init(num_cpus=None if os.environ.get("RAY_ADDRESS") else CPUS, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    space = _space(env_cfg)
+    interval = env_cfg.steps_per_action
+    scheduler = PopulationBasedTraining(time_attr="step", perturbation_interval=interval, hyperparam_mutations=space)
+    fixed = {"env": dataclasses.asdict(dataclasses.replace(env_cfg, threads=1, log_dir=None)), "instance": instance,
+             "seed": seed, "eval_every": eval_every, "cache": str(cache_root().resolve())}
+    with tempfile.TemporaryDirectory() as storage:
+        member = tune.with_resources(tune.with_parameters(_member, fixed=fixed), {"cpu": 1})
+        tuner = tune.Tuner(member, param_space=space,
+                           tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=POPULATION, metric="score",
+                                                       mode="max", reuse_actors=False),
+                           run_config=tune.RunConfig(storage_path=storage, name="pbt", verbose=0,
+                                                     checkpoint_config=tune.CheckpointConfig(num_to_keep=POPULATION)))
+        results = tuner.fit()
+        best = results.get_best_result(metric="score", mode="max", scope="last")
+        with best.checkpoint.as_directory() as folder:
+            history = json.loads((Path(folder) / "history.json").read_text())
+    checks = history["checks"]
+    return {"instance": instance, "seed": seed, "final": checks[-1],
+            "steps_to_align": steps_to_align([(c["step"], c["aligned"]) for c in checks]),
+            "diverged": bool(best.metrics["diverged"]), "rollbacks": int(best.metrics["rollbacks"]),
+            "wall_s": time.perf_counter() - started, "run_steps": POPULATION * env_cfg.episode_steps,
+            "curve": [{k: c[k] for k in ("step", "mel_dtw", "diagonality", "score")} for c in checks],
+            "knob_trajectory": history["knobs"]}
