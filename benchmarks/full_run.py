@@ -43,7 +43,7 @@ def part_config(part: str, args: argparse.Namespace, out: Path) -> CompareConfig
     base = CompareConfig(methods=PARTS[part], policy=args.policy, data=test[:args.instances], seeds=seeds,
                          model="tiny", episode_steps=args.steps, eval_every=args.eval_every, workers=2,
                          out_dir=str(out), name=f"full_run_{part}", search_dir=str(out / "searches"),
-                         quick=args.quick)
+                         quick=args.quick, pbt_instances=args.pbt_instances)
     if args.methods:
         base = replace(base, methods=[m for m in base.methods if m in args.methods.split(",")])
     if part == "small":
@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--long-steps", type=int, default=5000, help="optimiser steps of the long pair")
     parser.add_argument("--eval-every", type=int, default=100, help="steps between free-running test checks")
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
+    parser.add_argument("--pbt-instances", type=int, default=0, help="PBT on the first N instances only (0 = all)")
     parser.add_argument("--methods", default="", help="comma-separated subset of each part's methods (a cut grid)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 instance, 1 seed, 60 steps")
     args = parser.parse_args()

@@ -44,6 +44,7 @@ class CompareConfig:
     dev_set: str = "heldout"  # where the replay method records the policy's trajectory
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     pbt_seeds: int = 1  # PBT runs on the first N seeds only: each of its runs costs a whole population
+    pbt_instances: int = 0  # PBT runs on the first N instances only; 0 = all
     model: str = "tiny"
     episode_steps: int = 300  # optimiser steps of every compared run
     eval_every: int = 50  # optimiser steps between free-running checks on the test split
@@ -77,7 +78,8 @@ def _env_configs(cfg: CompareConfig) -> tuple[EnvConfig, EnvConfig]:
 def test_check(trainer) -> dict:
     """The whole test split decoded free-running and scored: the figures every comparison reports."""
     stats, _ = trainer.free_run(trainer.corpus.test)
-    return {"step": trainer.step_count, **stats.as_dict(), "score": composite_score(stats), "aligned": is_aligned(stats)}
+    return {"step": trainer.step_count, **stats.as_dict(), "score": composite_score(stats),
+            "aligned": is_aligned(stats)}
 
 
 def run_one(spec: MethodSpec, env_cfg: EnvConfig, instance: str, seed: int, eval_every: int) -> dict:
@@ -146,12 +148,16 @@ def compare(cfg: CompareConfig, progress: bool = True) -> dict:
     instances = instances[:1] if cfg.quick else instances
     run_env, search_env = _env_configs(cfg)
     started = time.time()
-    specs = {m: prepare(m, env_cfg=run_env, policy=Path(cfg.policy) if "policy" in cfg.methods else None,
-                        optuna=cfg.optuna, search_env=search_env, dev_instances=load_instance_set(cfg.dev_set),
-                        out=Path(cfg.search_dir) if cfg.search_dir else runs_dir) for m in tqdm(cfg.methods, desc="obtaining schedules", disable=not progress)}
+    policy = Path(cfg.policy) if "policy" in cfg.methods else None
+    search_dir = Path(cfg.search_dir) if cfg.search_dir else runs_dir
+    specs = {m: prepare(m, env_cfg=run_env, policy=policy, optuna=cfg.optuna, search_env=search_env,
+                        dev_instances=load_instance_set(cfg.dev_set), out=search_dir)
+             for m in tqdm(cfg.methods, desc="obtaining schedules", disable=not progress)}
     jobs, paths = [], {}
     for method in cfg.methods:
-        for instance in instances:
+        for n, instance in enumerate(instances):
+            if method == "pbt" and cfg.pbt_instances and n >= cfg.pbt_instances:
+                continue
             for seed in cfg.seeds[:cfg.pbt_seeds] if method == "pbt" else cfg.seeds:
                 path = runs_dir / f"{method}__{instance.replace('/', '_')}__{seed}.json"
                 paths[method, instance, seed] = path

@@ -95,7 +95,8 @@ def record_replay(policy_dir: Path, env_cfg: EnvConfig, dev_instances: list[str]
         mean = {name: float(np.mean([t[i][name] for t in trajectories])) for name in KNOB_NAMES}
         rows.append({"frac": trajectories[0][i]["step"] / env_cfg.episode_steps, **mean, "r": int(round(mean["r"]))})
     cost = policy_cost(policy_dir)
-    return {"kind": "replay", "rows": rows, "search_steps": cost["search_steps"] + len(dev_instances) * env_cfg.episode_steps,
+    recording = len(dev_instances) * env_cfg.episode_steps
+    return {"kind": "replay", "rows": rows, "search_steps": cost["search_steps"] + recording,
             "search_cpu_s": cost["search_cpu_s"] + (time.perf_counter() - started) * min(workers, len(jobs))}
 
 

@@ -43,8 +43,9 @@ def hand(step: int, max_steps: int, aligned_at: int | None = None) -> Knobs:
         return Knobs(lr=warm_lr, ga_weight=HAND_GA_START, dropout=0.1, r=5, tf_ratio=1.0)
     since = (step - aligned_at) / max(max_steps - aligned_at, 1)  # 0 at alignment, 1 at the end
     lr = HAND_LR_FINAL + 0.5 * (HAND_LR_PEAK - HAND_LR_FINAL) * (1 + math.cos(math.pi * since))
-    return Knobs(lr=min(lr, warm_lr), ga_weight=_lerp(HAND_GA_START, HAND_GA_END, (step - aligned_at) / max(aligned_at, 1)),
-                 dropout=0.1, r=3 if since < 0.5 else 2, tf_ratio=_lerp(1.0, 0.5, since))
+    ga_weight = _lerp(HAND_GA_START, HAND_GA_END, (step - aligned_at) / max(aligned_at, 1))
+    return Knobs(lr=min(lr, warm_lr), ga_weight=ga_weight, dropout=0.1, r=3 if since < 0.5 else 2,
+                 tf_ratio=_lerp(1.0, 0.5, since))
 
 
 SCHEDULES: dict[str, Schedule] = {"static": static, "hand": hand}

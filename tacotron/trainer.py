@@ -21,7 +21,8 @@ from tacotron import checkpoint
 from tacotron.data import BatchSampler, Corpus, collate
 from tacotron.knobs import Knobs
 from tacotron.loss import LossConfig, decoder_lengths, tacotron_loss
-from tacotron.metrics import FreeRunStats, alignment_stats, composite_score, free_run_stats, gate_accuracy, mel_reference
+from tacotron.metrics import (FreeRunStats, alignment_stats, composite_score, free_run_stats, gate_accuracy,
+                              mel_reference)
 from tacotron.model import ModelConfig, Tacotron2
 from tacotron.tb_logging import TrainingLogger
 
