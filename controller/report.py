@@ -58,6 +58,10 @@ def summarise(runs: dict[str, list[dict]], specs: dict[str, dict], meta: dict) -
     return result
 
 
+def _run_hours(result: dict) -> float:
+    return sum(r["wall_s"] for runs in result["runs"].values() for r in runs) / 3600
+
+
 def _ms(stat: dict, digits: int = 3) -> str:
     return "–" if stat["mean"] is None else f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
@@ -76,7 +80,7 @@ def markdown_report(result: dict, title: str) -> str:
              f"Test instances {', '.join(result['instances'])}; seeds {result['seeds']}; model {result['model']}; "
              f"{result['episode_steps']} optimiser steps per run from scratch, a decision every "
              f"{meta['steps_per_action']}; test split decoded free-running every {meta['eval_every']} steps; "
-             f"wall time {meta['wall_time_s']:.0f} s. Mean ± std over runs. mel DTW = mean per-frame L1 on "
+             f"{_run_hours(result):.2f} h of run wall time (summed over runs; searches excluded). Mean ± std over runs. mel DTW = mean per-frame L1 on "
              "log-mels after DTW (lower is better). Steps to align: median with never-aligned runs counted at "
              "the run length (≥ marks a censored median). Search cost = everything spent to obtain the schedule.",
              "", "| method | mel DTW | free-running diagonality | stop rate | aligned | steps to align (median) "
