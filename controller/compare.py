@@ -93,13 +93,19 @@ def run_one(spec: MethodSpec, env_cfg: EnvConfig, instance: str, seed: int, eval
     if not checks or checks[-1]["step"] != env.trainer.step_count:
         checks.append(test_check(env.trainer))
     env.close()
-    final = checks[-1]
-    return {"instance": instance, "seed": seed, "final": final,
+    return run_record(instance, seed, checks, info["knob_trajectory"], diverged=bool(info["diverged"]),
+                      rollbacks=info["rollbacks_total"], wall_s=time.perf_counter() - started,
+                      run_steps=env.trainer.step_count)
+
+
+def run_record(instance: str, seed: int, checks: list[dict], knob_trajectory: list[dict], **figures) -> dict:
+    """The saved record of one compared run: its last test check as ``final``, steps to align from
+    two consecutive aligned checks (None = censored), the test curve and the knob trajectory, plus
+    ``figures`` (diverged, rollbacks, wall_s, run_steps)."""
+    return {"instance": instance, "seed": seed, "final": checks[-1],
             "steps_to_align": steps_to_align([(c["step"], c["aligned"]) for c in checks]),
-            "diverged": bool(info["diverged"]), "rollbacks": info["rollbacks_total"],
-            "wall_s": time.perf_counter() - started, "run_steps": env.trainer.step_count,
             "curve": [{k: c[k] for k in ("step", "mel_dtw", "diagonality", "score")} for c in checks],
-            "knob_trajectory": info["knob_trajectory"]}
+            "knob_trajectory": knob_trajectory, **figures}
 
 
 def _job(args: tuple) -> tuple[str, dict]:

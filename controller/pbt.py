@@ -23,7 +23,6 @@ import numpy as np
 from controller.policy_io import env_config_from_dict
 from env.training_env import EnvConfig, TrainingEnv
 from tacotron.knobs import KNOB_NAMES, Knobs
-from tacotron.metrics import steps_to_align
 
 POPULATION = 4
 CPUS = 2
@@ -100,10 +99,7 @@ def run_pbt(spec: dict, env_cfg: EnvConfig, instance: str, seed: int, eval_every
         best = results.get_best_result(metric="score", mode="max", scope="last")
         with best.checkpoint.as_directory() as folder:
             history = json.loads((Path(folder) / "history.json").read_text())
-    checks = history["checks"]
-    return {"instance": instance, "seed": seed, "final": checks[-1],
-            "steps_to_align": steps_to_align([(c["step"], c["aligned"]) for c in checks]),
-            "diverged": bool(best.metrics["diverged"]), "rollbacks": int(best.metrics["rollbacks"]),
-            "wall_s": time.perf_counter() - started, "run_steps": POPULATION * env_cfg.episode_steps,
-            "curve": [{k: c[k] for k in ("step", "mel_dtw", "diagonality", "score")} for c in checks],
-            "knob_trajectory": history["knobs"]}
+    from controller.compare import run_record
+    return run_record(instance, seed, history["checks"], history["knobs"], diverged=bool(best.metrics["diverged"]),
+                      rollbacks=int(best.metrics["rollbacks"]), wall_s=time.perf_counter() - started,
+                      run_steps=POPULATION * env_cfg.episode_steps)

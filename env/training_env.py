@@ -206,9 +206,10 @@ class TrainingEnv(gym.Env):
             self._val = tr.validate()
             self._score = self._val.score
             self._checks.append((tr.step_count, is_aligned(self._val.infer)))
-        newly_aligned = self._aligned_at is None and steps_to_align(self._checks) is not None
+        confirmed = steps_to_align(self._checks)
+        newly_aligned = self._aligned_at is None and confirmed is not None
         if newly_aligned:
-            self._aligned_at = steps_to_align(self._checks)
+            self._aligned_at = confirmed
         parts = reward_parts(prev_score, self._score, rollbacks, newly_aligned, diverged, self.cfg.reward)
         info = {"instance": self.instance, "score": self._score, "rollbacks": rollbacks,
                 "knobs": tr.knobs.as_dict(), **{f"reward/{k}": v for k, v in parts.items()},
