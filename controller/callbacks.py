@@ -73,24 +73,39 @@ class TimeBudgetCallback(BaseCallback):
 
 
 class EpisodeLogCallback(BaseCallback):
-    """Logs each finished training episode's final score and steps to align to TensorBoard."""
+    """Logs each finished training episode to TensorBoard, overall and by where it started (scratch,
+    bank or refreshed checkpoint; before or after alignment), and as a line of ``log_path``."""
+
+    def __init__(self, log_path: Path):
+        super().__init__()
+        self.log_path = Path(log_path)
 
     def _on_step(self) -> bool:
         for info in self.locals.get("infos", []):
-            if "final_score" in info:
-                self.logger.record_mean("episode/final_score", info["final_score"])
-                self.logger.record_mean("episode/score_gain", info["final_score"] - info["initial_score"])
-                aligned = info["steps_to_align"]
-                self.logger.record_mean("episode/aligned", float(aligned is not None))
+            if "final_score" not in info:
+                continue
+            gain, aligned = info["final_score"] - info["initial_score"], info["steps_to_align"] is not None
+            start = f"{info['start']}_{'aligned' if info['start_aligned'] else 'unaligned'}"
+            for group in ("episode", f"episode_by_start/{start}"):
+                self.logger.record_mean(f"{group}/final_score", info["final_score"])
+                self.logger.record_mean(f"{group}/score_gain", gain)
+                self.logger.record_mean(f"{group}/aligned", float(aligned))
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with self.log_path.open("a") as fh:
+                fh.write(json.dumps({"timesteps": self.num_timesteps, "instance": info["instance"], "start": start,
+                                     "start_step": info["start_step"], "initial_score": info["initial_score"],
+                                     "final_score": info["final_score"], "steps_to_align": info["steps_to_align"],
+                                     "diverged": info["diverged"]}) + "\n")
         return True
 
 
 class HeldOutEvalCallback(PeriodicCallback):
-    """Runs the deterministic policy on held-out instances and logs their final scores."""
+    """Runs the deterministic policy on held-out instances and logs their final scores. ``env_cfg`` is
+    the deployment configuration (from scratch), as the policy will be used."""
 
     def __init__(self, env_cfg: EnvConfig, instances: list[str], every: int, log_path: Path):
         super().__init__(every)
-        self.env = TrainingEnv(env_cfg, instances=instances)
+        self.env = TrainingEnv(env_cfg)
         self.instances, self.log_path = instances, Path(log_path)
 
     def _on_period(self) -> None:

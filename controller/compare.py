@@ -22,22 +22,22 @@ from pathlib import Path
 from tqdm import tqdm
 
 from controller.baselines import OptunaConfig
-from controller.deploy import deployment_env_config
-from controller.methods import METHODS, MethodSpec, decider, prepare, proxy_horizon
+from controller.deploy import deployment_env_config, proxy_horizon
+from controller.methods import METHODS, POLICY_METHODS, MethodSpec, decider, prepare, run_env_config
 from controller.plots import plot_knob_trajectories, plot_test_curves
 from controller.policy_io import load_env_config
 from controller.report import markdown_report, summarise
+from controller.runs import run_record, test_check
 from controller.episodes import run_episode
 from env.instances import load_instance_set
 from env.training_env import EnvConfig, TrainingEnv
 from tacotron import checkpoint
-from tacotron.metrics import composite_score, is_aligned, steps_to_align
 
 
 @dataclass
 class CompareConfig:
     methods: list[str] = field(default_factory=lambda: ["static", "tuned_static", "hand", "optuna_tpe", "replay",
-                                                         "policy"])
+                                                         "policy_stretched", "policy"])
     policy: str = "runs/controller/policy"
     data: list[str] = field(default_factory=list)  # instances or LJSpeech folders; default: the test set
     test_set: str = "test"
@@ -59,33 +59,27 @@ class CompareConfig:
     def __post_init__(self) -> None:
         if unknown := set(self.methods) - set(METHODS):
             raise ValueError(f"methods {sorted(unknown)} are unknown; choose from {sorted(METHODS)}")
-        if "replay" in self.methods and "policy" not in self.methods:
-            raise ValueError("method replay needs the policy among the methods")
+        if set(self.methods) & set(POLICY_METHODS) and "policy" not in self.methods:
+            raise ValueError(f"methods {sorted(set(self.methods) & set(POLICY_METHODS))} need the policy among the "
+                             f"methods: it is what they are compared against")
         if not self.seeds or self.episode_steps < 1 or self.eval_every < 1 or self.workers < 1:
             raise ValueError("seeds must be non-empty and episode_steps, eval_every and workers >= 1")
 
 
 def _env_configs(cfg: CompareConfig) -> tuple[EnvConfig, EnvConfig]:
     """-> (the env of every compared run, the env of search trials). With a policy, both come from the
-    policy's own env config (observations must match): compared runs rescale K as ``deploy`` does,
-    and search trials are from-scratch proxy runs as long as the policy's proxy horizon."""
+    policy's own env config (observations must match): compared runs decide every K steps as
+    ``deploy`` does, and search trials are from-scratch proxy runs as long as the policy's proxy horizon."""
     base = load_env_config(Path(cfg.policy)) if "policy" in cfg.methods else cfg.env
     run_env = deployment_env_config(base, cfg.episode_steps, model=cfg.model, log_dir=None, threads=1)
     search_env = deployment_env_config(base, proxy_horizon(base), log_dir=None)
     return run_env, search_env
 
 
-def test_check(trainer) -> dict:
-    """The whole test split decoded free-running and scored: the figures every comparison reports."""
-    stats, _ = trainer.free_run(trainer.corpus.test)
-    return {"step": trainer.step_count, **stats.as_dict(), "score": composite_score(stats),
-            "aligned": is_aligned(stats)}
-
-
 def run_one(spec: MethodSpec, env_cfg: EnvConfig, instance: str, seed: int, eval_every: int) -> dict:
     """One compared run -> its record: the final test check, steps to align (two consecutive aligned test
     checks; None = censored), the test curve and the knob trajectory."""
-    env = TrainingEnv(env_cfg, instances=[instance])
+    env = TrainingEnv(run_env_config(spec, env_cfg), instances=[instance])
     checks: list[dict] = []
     env.after_optimizer_step = lambda tr: checks.append(test_check(tr)) if tr.step_count % eval_every == 0 else None
     started = time.perf_counter()
@@ -96,16 +90,6 @@ def run_one(spec: MethodSpec, env_cfg: EnvConfig, instance: str, seed: int, eval
     return run_record(instance, seed, checks, info["knob_trajectory"], diverged=bool(info["diverged"]),
                       rollbacks=info["rollbacks_total"], wall_s=time.perf_counter() - started,
                       run_steps=env.trainer.step_count)
-
-
-def run_record(instance: str, seed: int, checks: list[dict], knob_trajectory: list[dict], **figures) -> dict:
-    """The saved record of one compared run: its last test check as ``final``, steps to align from
-    two consecutive aligned checks (None = censored), the test curve and the knob trajectory, plus
-    ``figures`` (diverged, rollbacks, wall_s, run_steps)."""
-    return {"instance": instance, "seed": seed, "final": checks[-1],
-            "steps_to_align": steps_to_align([(c["step"], c["aligned"]) for c in checks]),
-            "curve": [{k: c[k] for k in ("step", "mel_dtw", "diagonality", "score")} for c in checks],
-            "knob_trajectory": knob_trajectory, **figures}
 
 
 def _job(args: tuple) -> tuple[str, dict]:

@@ -1,10 +1,13 @@
 """Deploy a trained policy on a normal (possibly long, full-size) training run.
 
-Mapping a proxy-trained policy onto a longer run: in training the policy decided every K steps
-over a run of H steps (H = episode_steps, or the bank's reference-run length for warm-started
-episodes, over which progress was measured). Deploy keeps H / K decisions per run, so K scales
-with the run (K' = max_steps · K / H), validation runs once per decision, and the observation
-carries progress fractions and normalised knobs, never raw step counts.
+The policy decides every K optimiser steps, K as in training (``cadence=fixed``, the default):
+training dynamics are measured in steps (the tiny model aligns near step 200 however long the
+run), so a decision interval in steps keeps the states the policy sees like the ones it learned
+on, and its observations carry no fraction of the run. ``cadence=stretched`` is the older mapping,
+kept for the comparison: H / K decisions per run whatever its length (K' = max_steps · K / H, H the
+proxy horizon), which replays the proxy's clock over a longer run. Validation runs once per
+decision. A killed deploy resumes (``resume=true``) from its last checkpoint with what it had
+measured: the aligned step, the initial score and the knob trajectory.
 """
 from __future__ import annotations
 
@@ -34,18 +37,32 @@ class DeployConfig:
     threads: int = 2
     out_dir: str = "runs/deploy"
     ckpt_every: int = 5  # decisions between trainer checkpoints
+    cadence: str = "fixed"  # fixed: K as in training | stretched: K scaled with the run (see above)
     resume: bool = False
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
         if self.max_steps < 1 or self.ckpt_every < 1:
             raise ValueError(f"max_steps={self.max_steps} and ckpt_every={self.ckpt_every} must be >= 1")
+        check_cadence(self.cadence)
 
 
-def deployment_env_config(trained: EnvConfig, max_steps: int, **overrides) -> EnvConfig:
-    """The trained env config, rescaled to a from-scratch run of ``max_steps`` (see module docstring)."""
-    horizon = trained.bank.run_steps if trained.start == "bank" else trained.episode_steps
-    k = max(1, round(max_steps * trained.steps_per_action / horizon))
+def check_cadence(cadence: str) -> None:
+    if cadence not in ("fixed", "stretched"):
+        raise ValueError(f"cadence={cadence!r} must be fixed or stretched")
+
+
+def proxy_horizon(env_cfg: EnvConfig) -> int:
+    """The proxy run length a policy was trained on: the bank's reference runs, or its episodes."""
+    return env_cfg.bank.run_steps if env_cfg.start == "bank" else env_cfg.episode_steps
+
+
+def deployment_env_config(trained: EnvConfig, max_steps: int, cadence: str = "fixed", **overrides) -> EnvConfig:
+    """The trained env config for a from-scratch run of ``max_steps`` (see module docstring)."""
+    check_cadence(cadence)
+    k = trained.steps_per_action
+    if cadence == "stretched":
+        k = max(1, round(max_steps * k / proxy_horizon(trained)))
     return dataclasses.replace(trained, start="scratch", episode_steps=max_steps, steps_per_action=k, val_every=1,
                                **overrides)
 
@@ -68,17 +85,18 @@ def load_policy(policy_dir: Path, env: TrainingEnv) -> tuple[PPO, VecNormalize]:
 
 def deploy(cfg: DeployConfig, progress: bool = True) -> dict:
     out = Path(cfg.out_dir)
-    env_cfg = deployment_env_config(load_env_config(Path(cfg.policy)), cfg.max_steps, instances=[cfg.data],
+    env_cfg = deployment_env_config(load_env_config(Path(cfg.policy)), cfg.max_steps, cfg.cadence, instances=[cfg.data],
                                     model=cfg.model, seed=cfg.seed, threads=cfg.threads,
                                     log_dir=str(out / "tb") if cfg.tensorboard else None)
     env = TrainingEnv(env_cfg)
     model, stats = load_policy(Path(cfg.policy), env)
     obs, _ = env.reset(seed=cfg.seed)
     rows, history = [], []
-    latest = checkpoint.latest(out / "checkpoints") if cfg.resume else None
-    if latest is not None:
-        obs = env.resume_trainer(latest)
-        saved = json.loads((out / "progress.json").read_text())
+    progress_path = out / "progress.json"
+    if cfg.resume and progress_path.is_file():
+        # progress.json is written after the checkpoint it names, so the two always match
+        saved = json.loads(progress_path.read_text())
+        obs = env.resume_episode(out / "checkpoints" / saved["checkpoint"], saved["episode"])
         rows, history = saved["knobs"], saved["history"]
     bar = tqdm(total=cfg.max_steps, initial=env.trainer.step_count, desc=f"deploy on {cfg.data}", disable=not progress)
     done, info, n = False, {}, 0
@@ -91,14 +109,16 @@ def deploy(cfg: DeployConfig, progress: bool = True) -> dict:
         history.append({"step": env.trainer.step_count, "score": info["score"]})
         bar.update(env.trainer.step_count - step)
         if n % cfg.ckpt_every == 0 or done:
-            env.trainer.save(out / "checkpoints" / f"step_{env.trainer.step_count}.pt")
-            checkpoint.atomic_write_text(out / "progress.json", json.dumps({"knobs": rows, "history": history}))
+            name = f"step_{env.trainer.step_count}.pt"
+            env.trainer.save(out / "checkpoints" / name)
+            checkpoint.atomic_write_text(progress_path, json.dumps(
+                {"checkpoint": name, "knobs": rows, "history": history, "episode": env.episode_state()}))
     bar.close()
     env.close()
     summary = {"data": cfg.data, "model": cfg.model, "max_steps": cfg.max_steps,
                "steps_per_action": env_cfg.steps_per_action,
                "final_score": info["final_score"], "steps_to_align": info["steps_to_align"],
-               "rollbacks": env.trainer.rollbacks, "diverged": bool(term), "final_val": info["val"],
+               "rollbacks": env.trainer.rollbacks, "diverged": bool(info["diverged"]), "final_val": info["val"],
                "score_history": history, "config": asdict(cfg)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     write_knob_csv(rows, out / "knobs.csv")

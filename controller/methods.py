@@ -9,7 +9,8 @@ Optuna trials, replay recording). ``decider(spec, env)`` turns a spec into the k
 | static, hand | ``tacotron.schedules`` | 0 |
 | tuned_static | Optuna TPE over constant knobs | its trials |
 | optuna_tpe/cmaes/gp/nsga2 | Optuna over ``parametric_schedule`` | its trials |
-| policy | the PPO policy, deployed as ``controller deploy`` does | bank + PPO |
+| policy | the PPO policy, deployed as ``controller deploy`` does (K fixed in steps) | bank + PPO |
+| policy_stretched | the same policy with K stretched to the run (``cadence=stretched``) | bank + PPO |
 | replay | the policy's mean knob trajectory on the dev set, replayed open-loop | policy + recording |
 | pbt | Ray Tune PBT: a population per run (``controller.pbt``) | (population − 1) × run length per run |
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from controller.baselines import OptunaConfig, best_params, optuna_search, schedule_from_params, search_cost
-from controller.deploy import load_policy
+from controller.deploy import deployment_env_config, load_policy
 from controller.episodes import Decide, policy_decider, run_episode, schedule_decider
 from controller.policy_io import load_env_config, load_meta
 from env.bank import bank_cost, bank_root
@@ -38,17 +39,13 @@ from tacotron.schedules import Schedule, get_schedule
 OPTUNA_METHODS = {"tuned_static": ("tpe", "constant"), "optuna_tpe": ("tpe", "schedule"),
                   "optuna_cmaes": ("cmaes", "schedule"), "optuna_gp": ("gp", "schedule"),
                   "optuna_nsga2": ("nsga2", "schedule")}
-METHODS = ("static", "hand", "policy", "replay", "pbt", *OPTUNA_METHODS)
+POLICY_METHODS = ("policy", "policy_stretched", "replay")  # methods that need a trained policy
+METHODS = ("static", "hand", *POLICY_METHODS, "pbt", *OPTUNA_METHODS)
 MethodSpec = dict  # {"kind": ..., "search_steps": int, "search_cpu_s": float, ...}
 
 
 def training_instances(env_cfg: EnvConfig) -> list[str]:
     return list(env_cfg.instances) or load_instance_set(env_cfg.instance_set)
-
-
-def proxy_horizon(env_cfg: EnvConfig) -> int:
-    """The proxy run length a policy was trained on: the bank's reference runs, or its episodes."""
-    return env_cfg.bank.run_steps if env_cfg.start == "bank" else env_cfg.episode_steps
 
 
 def policy_cost(policy_dir: Path) -> dict:
@@ -107,7 +104,7 @@ def _cache_key(method: str, env_cfg: EnvConfig, policy: Path | None, optuna: Opt
     key = {"method": method}
     if method in OPTUNA_METHODS:
         key |= {"optuna": dataclasses.asdict(optuna), "search_env": dataclasses.asdict(search_env)}
-    if method in ("policy", "replay", *OPTUNA_METHODS) and policy is not None:
+    if method in (*POLICY_METHODS, *OPTUNA_METHODS) and policy is not None:
         key |= {"policy": str(Path(policy).resolve()), "policy_meta": load_meta(policy)}
     if method == "replay":
         key |= {"env": dataclasses.asdict(env_cfg), "dev": dev_instances}
@@ -125,6 +122,9 @@ def prepare(method: str, *, env_cfg: EnvConfig, policy: Path | None, optuna: Opt
         spec = {"kind": "schedule", "name": method, "search_steps": 0, "search_cpu_s": 0.0}
     elif method == "policy":
         spec = {"kind": "policy", "path": str(policy), **policy_cost(policy)}
+    elif method == "policy_stretched":
+        k = deployment_env_config(load_env_config(policy), env_cfg.episode_steps, "stretched").steps_per_action
+        spec = {"kind": "policy", "path": str(policy), "steps_per_action": k, **policy_cost(policy)}
     elif method == "replay":
         spec = record_replay(policy, env_cfg, dev_instances, seed)
     elif method == "pbt":
@@ -141,6 +141,12 @@ def prepare(method: str, *, env_cfg: EnvConfig, policy: Path | None, optuna: Opt
     out.mkdir(parents=True, exist_ok=True)
     checkpoint.atomic_write_text(cached, json.dumps(spec, indent=2))
     return spec
+
+
+def run_env_config(spec: MethodSpec, env_cfg: EnvConfig) -> EnvConfig:
+    """The env of one compared run: every method's decision points, except a policy deployed with a
+    stretched K."""
+    return dataclasses.replace(env_cfg, steps_per_action=spec.get("steps_per_action", env_cfg.steps_per_action))
 
 
 def decider(spec: MethodSpec, env: TrainingEnv) -> Decide:

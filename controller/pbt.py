@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from controller.policy_io import env_config_from_dict
+from controller.runs import run_record, test_check
 from env.training_env import EnvConfig, TrainingEnv
 from tacotron.knobs import KNOB_NAMES, Knobs
 
@@ -42,14 +43,13 @@ def _member(config: dict, fixed: dict) -> None:
     """One population member: reports its val score every interval, with a checkpoint to exploit.
     ``config`` holds its knobs (what PBT perturbs); ``fixed`` the run every member shares."""
     from ray import tune
-    from controller.compare import test_check  # the comparison's test-split check, shared by every method
     os.environ["TACOTUNE_CACHE"] = fixed["cache"]
     env = TrainingEnv(env_config_from_dict(fixed["env"]), instances=[fixed["instance"]])
     env.reset(seed=fixed["seed"], options={"instance": fixed["instance"]})
     history = {"checks": [], "knobs": []}
     if (ckpt := tune.get_checkpoint()) is not None:
         with ckpt.as_directory() as folder:
-            env.resume_trainer(Path(folder) / "trainer.pt")
+            env.resume_episode(Path(folder) / "trainer.pt", json.loads((Path(folder) / "episode.json").read_text()))
             history = json.loads((Path(folder) / "history.json").read_text())
     eval_every = fixed["eval_every"]
     env.after_optimizer_step = (lambda tr: history["checks"].append(test_check(tr))
@@ -65,7 +65,8 @@ def _member(config: dict, fixed: dict) -> None:
         with tempfile.TemporaryDirectory() as folder:
             env.trainer.save(Path(folder) / "trainer.pt")
             (Path(folder) / "history.json").write_text(json.dumps(history))
-            tune.report({"score": info["score"], "step": env.trainer.step_count, "diverged": bool(term),
+            (Path(folder) / "episode.json").write_text(json.dumps(env.episode_state()))
+            tune.report({"score": info["score"], "step": env.trainer.step_count, "diverged": bool(info.get("diverged")),
                          "rollbacks": info["rollbacks_total"] if done else 0},
                         checkpoint=tune.Checkpoint.from_directory(folder))
     env.close()
@@ -99,7 +100,6 @@ def run_pbt(spec: dict, env_cfg: EnvConfig, instance: str, seed: int, eval_every
         best = results.get_best_result(metric="score", mode="max", scope="last")
         with best.checkpoint.as_directory() as folder:
             history = json.loads((Path(folder) / "history.json").read_text())
-    from controller.compare import run_record
     return run_record(instance, seed, history["checks"], history["knobs"], diverged=bool(best.metrics["diverged"]),
                       rollbacks=int(best.metrics["rollbacks"]), wall_s=time.perf_counter() - started,
                       run_steps=POPULATION * env_cfg.episode_steps)

@@ -212,7 +212,7 @@ class SurrogateEnv(gym.Env):
         out = mean[0].numpy() + noise
         self._obs = np.clip(self._obs + out[:-1], -OBS_LIMIT, OBS_LIMIT).astype(np.float32)
         self._t += 1
-        return self._obs.copy(), float(out[-1]), False, self._t >= self.horizon, {}
+        return self._obs.copy(), float(out[-1]), self._t >= self.horizon, False, {}  # the run's end
 
 
 def surrogate_vec_env(cfg: SurrogateConfig, n_envs: int, seed: int) -> tuple[DummyVecEnv, dict]:

@@ -1,9 +1,11 @@
 """Train a PPO scheduling policy across proxy runs (stable-baselines3).
 
 Proxy episodes are expensive (about half a minute each), so PPO collects few samples per update
-(small ``n_steps`` per env) and discounts over about one episode (gamma 0.95 ≈ a 20-step horizon
-for 15-step episodes). Runs resume from the newest checkpoint; a killed run loses at most one
-checkpoint interval.
+(small ``n_steps`` per env). gamma = 1: the reward is potential-based on the validation score, so the
+undiscounted return is exactly the score gained over the episode (``env.reward``); a run's end
+terminates an episode, and a bank-started episode cut short of it is truncated, where SB3
+bootstraps from the value estimate. Runs resume from the newest checkpoint; a killed run loses at
+most one checkpoint interval.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from controller.callbacks import (CheckpointCallback, EpisodeLogCallback, HeldOutEvalCallback, ProgressCallback,
                                   TimeBudgetCallback, TrainingClock)
+from controller.deploy import deployment_env_config
 from controller.policy_io import load_meta, save_policy
 from controller.surrogate import SurrogateConfig, surrogate_vec_env
 from controller.vec_env import proxy_vec_env
@@ -34,8 +37,8 @@ class PPOConfig:
     n_steps: int = 16  # per env, per update
     batch_size: int = 32
     n_epochs: int = 10
-    gamma: float = 0.95
-    gae_lambda: float = 0.9
+    gamma: float = 1.0  # the return telescopes to the score gained (see the module docstring)
+    gae_lambda: float = 0.95
     learning_rate: float = 3e-4
     clip_range: float = 0.2
     ent_coef: float = 0.0
@@ -56,6 +59,7 @@ class ControllerConfig:
     checkpoint_every: int = 200
     eval_every: int = 0  # env steps between held-out evaluations; 0 = only at the end
     heldout_set: str = "heldout"
+    eval_steps: int = 300  # length of each held-out evaluation run, deployed as `controller deploy` runs it
     tensorboard: bool = True
     time_budget_s: float = 0.0  # stop after this much training wall time (0 = run total_timesteps)
     ppo: PPOConfig = field(default_factory=PPOConfig)
@@ -63,7 +67,7 @@ class ControllerConfig:
     env: EnvConfig = field(default_factory=lambda: EnvConfig(threads=1))
 
     def __post_init__(self) -> None:
-        for key in ("total_timesteps", "n_envs", "checkpoint_every"):
+        for key in ("total_timesteps", "n_envs", "checkpoint_every", "eval_steps"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}={getattr(self, key)} must be >= 1")
 
@@ -104,11 +108,13 @@ def train_controller(cfg: ControllerConfig) -> Path:
         report = pretrain_on_surrogate(model, venv, cfg)  # counted in the training clock
         out.mkdir(parents=True, exist_ok=True)
         checkpoint.atomic_write_text(out / "surrogate_fit.json", json.dumps(report, indent=2))
-    callbacks = [CheckpointCallback(ckpt_dir, cfg.checkpoint_every, cfg.env, clock), EpisodeLogCallback(),
+    callbacks = [CheckpointCallback(ckpt_dir, cfg.checkpoint_every, cfg.env, clock),
+                 EpisodeLogCallback(out / "episodes.jsonl"),
                  ProgressCallback(cfg.total_timesteps, clock, cfg.time_budget_s),
                  TimeBudgetCallback(clock, cfg.time_budget_s)]
     if cfg.eval_every > 0:
-        callbacks.append(HeldOutEvalCallback(cfg.env, heldout, cfg.eval_every, out / "heldout_eval.jsonl"))
+        eval_env = deployment_env_config(cfg.env, cfg.eval_steps, instances=heldout, log_dir=None)
+        callbacks.append(HeldOutEvalCallback(eval_env, heldout, cfg.eval_every, out / "heldout_eval.jsonl"))
     remaining = cfg.total_timesteps - model.num_timesteps
     if remaining > 0:
         model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=latest is None,

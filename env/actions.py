@@ -1,9 +1,14 @@
 """Actions -> knobs: the pure ``apply_action(knobs, action, cfg) -> Knobs``, testable without a model.
 
 Relative mode (default), per unit of action a ∈ [-1, 1]:
-  lr ×= 2^(step·a); ga_weight, dropout and tf_ratio += step·a; r moves one value down (a < −step)
-  or up (a > step). Absolute mode maps a straight onto [low, high] (log scale for lr).
+  lr ×= 2^(step·a); ga_weight, dropout and tf_ratio += step·a; r steps one value down when a < −step.
+  Absolute mode maps a straight onto [low, high] (log scale for lr).
 Every result is clipped to [low, high]. A frozen knob keeps its value and has no action dimension.
+
+r is gated the way practitioners lower it: it may only go down, and only once alignment is
+confirmed. An upward move would feed the decoder projection rows that never trained, and before
+alignment a lower r only makes attention harder; gating also keeps exploration in training from
+changing r in states where the deterministic deployed policy never could.
 """
 from __future__ import annotations
 
@@ -73,7 +78,7 @@ def _relative(name: str, value: float, a: float, s: KnobSpec) -> float:
     if name == "lr":
         return value * 2.0 ** (s.step * a)
     if name == "r":
-        return value + (a > s.step) - (a < -s.step)
+        return value - (a < -s.step)
     return value + s.step * a
 
 
@@ -86,8 +91,9 @@ def _absolute(name: str, a: float, s: KnobSpec) -> float:
     return s.low + frac * (s.high - s.low)
 
 
-def apply_action(knobs: Knobs, action: np.ndarray, cfg: ActionConfig) -> Knobs:
-    """New knobs from ``action`` (one value per active knob, clipped to [-1, 1])."""
+def apply_action(knobs: Knobs, action: np.ndarray, cfg: ActionConfig, aligned: bool = False) -> Knobs:
+    """New knobs from ``action`` (one value per active knob, clipped to [-1, 1]); r moves only down
+    and only when ``aligned``."""
     action = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
     if action.shape[0] != len(cfg.active):
         raise ValueError(f"action has {action.shape[0]} values; expected {len(cfg.active)} for {cfg.active}")
@@ -95,4 +101,5 @@ def apply_action(knobs: Knobs, action: np.ndarray, cfg: ActionConfig) -> Knobs:
     for name, a in zip(cfg.active, action):
         s = cfg.spec(name)
         values[name] = _absolute(name, a, s) if cfg.mode == "absolute" else _relative(name, values[name], a, s)
+    values["r"] = min(values["r"], knobs.r) if aligned else knobs.r
     return cfg.clip(values)

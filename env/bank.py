@@ -3,16 +3,20 @@
 Episodes that start from the bank (``EnvConfig(start="bank")``) begin mid-training, so a short
 episode can teach late decisions too (r 3→1, teacher forcing 1→0.5, LR and guided-attention
 decay). Reference runs use the static and hand schedules and randomly perturbed hand schedules on
-the training instances. Building is cached and resumable: each run saves as it goes and is
-marked done when complete.
+the training instances; they should be as long as the runs the policy will schedule, so episodes
+start in every phase, after alignment too. Each entry records the step its run was confirmed
+aligned at (None before), so an episode starting aligned is known to be aligned. Building runs in
+``workers`` processes, is cached and resumable: each run saves as it goes and is marked done when
+complete.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing as mp
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -32,11 +36,14 @@ class BankConfig:
     schedules: list[str] = field(default_factory=lambda: ["static", "hand"])
     perturbed_runs: int = 1  # randomly perturbed hand schedules per instance
     seed: int = 0
+    workers: int = 2  # reference runs in parallel, one torch thread each
     root: str | None = None  # default $TACOTUNE_CACHE/bank/<hash of instances, setup and this config>
 
     def __post_init__(self) -> None:
         if self.save_every < 1 or self.run_steps < self.save_every:
             raise ValueError(f"bank.save_every={self.save_every} must be in [1, bank.run_steps={self.run_steps}]")
+        if self.workers < 1:
+            raise ValueError(f"bank.workers={self.workers} must be >= 1")
 
 
 def perturbed_hand(seed: int) -> Schedule:
@@ -58,29 +65,53 @@ def bank_root(instances: list[str], setup: TrainingSetup, cfg: BankConfig) -> Pa
     # Only what shapes the checkpoints: the env's own fields (episode length, start, ...) do not.
     training = {f.name: getattr(setup, f.name) for f in fields(TrainingSetup) if f.name != "threads"}
     key = json.dumps({"instances": instances, "setup": asdict(TrainingSetup(**training)),
-                      "bank": {k: v for k, v in asdict(cfg).items() if k != "root"}}, sort_keys=True)
+                      "bank": {k: v for k, v in asdict(cfg).items() if k not in ("root", "workers")}}, sort_keys=True)
     return cache_root() / "bank" / hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
-def _reference_runs(instances: list[str], cfg: BankConfig) -> list[tuple[str, str, Schedule]]:
-    runs = [(i, name, get_schedule(name)) for i in instances for name in cfg.schedules]
-    runs += [(i, f"perturbed{j}", perturbed_hand(cfg.seed * 1000 + k * 10 + j))
+def _reference_runs(instances: list[str], cfg: BankConfig) -> list[tuple[str, str, int]]:
+    """-> (instance, schedule name, perturbation seed) per reference run; a spec, so workers can build it."""
+    runs = [(i, name, 0) for i in instances for name in cfg.schedules]
+    runs += [(i, f"perturbed{j}", cfg.seed * 1000 + k * 10 + j)
              for k, i in enumerate(instances) for j in range(cfg.perturbed_runs)]
     return runs
+
+
+def _schedule(name: str, perturbation_seed: int) -> Schedule:
+    return perturbed_hand(perturbation_seed) if name.startswith("perturbed") else get_schedule(name)
+
+
+def _run_job(args: tuple) -> None:
+    _reference_run(*args)
 
 
 def build_bank(instances: list[str], setup: TrainingSetup, cfg: BankConfig, progress: bool = True) -> Path:
     """Run (or finish) every reference run and write ``manifest.json``; returns the bank folder."""
     root = bank_root(instances, setup, cfg)
+    runs = [(instance, name, perturbation, root / f"run{n:03d}-{name}", cfg.seed + n)
+            for n, (instance, name, perturbation) in enumerate(_reference_runs(instances, cfg))]
+    pending = [run for run in runs if not (run[3] / "done").exists()]
+    parallel = cfg.workers > 1 and len(pending) > 1
+    run_setup = replace(setup, threads=1) if parallel else setup
+    jobs = [(i, name, p, run_setup, cfg, run_dir, seed, progress and not parallel)
+            for i, name, p, run_dir, seed in pending]
+    if parallel:
+        with mp.get_context("spawn").Pool(cfg.workers, maxtasksperchild=1) as pool:
+            for _ in tqdm(pool.imap_unordered(_run_job, jobs), total=len(jobs), desc="bank reference runs",
+                          disable=not progress):
+                pass
+    else:
+        for job in jobs:
+            _run_job(job)
     entries, cost = [], {"steps": 0, "cpu_seconds": 0.0}
-    for n, (instance, name, schedule) in enumerate(_reference_runs(instances, cfg)):
-        run_dir = root / f"run{n:03d}-{name}"
-        if not (run_dir / "done").exists():
-            _reference_run(instance, schedule, setup, cfg, run_dir, seed=cfg.seed + n, progress=progress)
+    for instance, name, _, run_dir, _ in runs:
         done = json.loads((run_dir / "done").read_text() or "{}")
         cost = {k: cost[k] + done.get(k, 0) for k in cost}
-        entries += [{"path": str(p), "instance": instance, "schedule": name, "step": int(p.stem.split("_")[1])}
-                    for p in sorted(run_dir.glob("step_*.pt"))]
+        checks = [tuple(c) for c in json.loads((run_dir / "checks.json").read_text())]
+        for p in sorted(run_dir.glob("step_*.pt")):
+            step = int(p.stem.split("_")[1])
+            entries.append({"path": str(p), "instance": instance, "schedule": name, "step": step,
+                            "aligned_at": steps_to_align([c for c in checks if c[0] <= step])})
     checkpoint.atomic_write_text(root / "manifest.json", json.dumps(
         {"run_steps": cfg.run_steps, "cost": cost, "entries": entries}, indent=2))
     return root
@@ -92,9 +123,10 @@ def bank_cost(root: Path) -> dict:
     return manifest.get("cost", {"steps": 0, "cpu_seconds": 0.0})
 
 
-def _reference_run(instance: str, schedule: Schedule, setup: TrainingSetup, cfg: BankConfig, run_dir: Path,
-                   seed: int, progress: bool) -> None:
+def _reference_run(instance: str, name: str, perturbation_seed: int, setup: TrainingSetup, cfg: BankConfig,
+                   run_dir: Path, seed: int, progress: bool) -> None:
     started = time.perf_counter()
+    schedule = _schedule(name, perturbation_seed)
     corpus = load_data(instance, setup.proxy, setup.audio, setup.dataset, progress=False)
     trainer = build_trainer(setup, corpus, seed=seed)
     latest = checkpoint.latest(run_dir)

@@ -1,8 +1,11 @@
-"""The observation: per-window training statistics, the latest validation, knobs and progress.
+"""The observation: per-window training statistics, the latest validation, knobs and the run's state.
 
-Everything is a mean, a slope per window, a share, a log, a [0, 1] knob position or a progress
-fraction, never a raw step count, so a policy trained on 300-step proxy runs reads a 100k-step
-run the same way (K and the validation interval scale with the run length).
+Horizon-agnostic: every window feature is a mean, a rate per 100 steps, a spread or a share, so it
+does not grow with the window's length, and nothing is a fraction of the run, so a policy trained on
+300-step proxy episodes reads a 1,500- or 100k-step run the same way. The run's state is what a
+practitioner watching it knows: whether alignment is confirmed, and log step counts (since the start
+and since alignment; training dynamics, unlike the run's length, are measured in steps).
+``has_window`` is 0 on the first observation of an episode, whose window features are placeholders.
 """
 from __future__ import annotations
 
@@ -15,47 +18,50 @@ from tacotron.knobs import KNOB_NAMES, Knobs
 from tacotron.trainer import StepStats, ValStats
 
 WINDOW_NAMES = (
-    "log_mel_mean", "log_mel_slope", "log_mel_post_mean", "log_mel_post_slope", "gate_loss",
-    "log_grad_norm_mean", "log_grad_norm_max", "clip_share", "gate_accuracy",
-    "diagonality", "focus", "monotonicity", "coverage", "rollbacks",
+    "has_window", "log_mel_mean", "log_mel_rate", "log_mel_post_mean", "log_mel_post_rate", "gate_loss",
+    "log_grad_norm_mean", "log_grad_norm_std", "clip_share", "gate_accuracy",
+    "diagonality", "focus", "monotonicity", "coverage", "rollback_share",
 )
 VAL_NAMES = (
     "val_log_mel", "val_gate_accuracy", "val_diagonality", "val_infer_mel_score", "val_infer_diagonality",
     "val_infer_focus", "val_infer_monotonicity", "val_infer_coverage", "val_infer_stop_rate",
     "val_infer_stop_error_rel",
 )
-OBS_NAMES = WINDOW_NAMES + VAL_NAMES + KNOB_NAMES + ("progress",)
+RUN_NAMES = ("aligned", "log_step", "log_steps_since_aligned")
+OBS_NAMES = WINDOW_NAMES + VAL_NAMES + KNOB_NAMES + RUN_NAMES
 OBS_LIMIT = 10.0  # every feature is clipped to [-OBS_LIMIT, OBS_LIMIT]
+LOG_STEP_SCALE = math.log(1 + 10_000)  # log step features reach 1 at 10k steps
 
 
 def _log(x: float) -> float:
     return math.log(max(x, 1e-8))
 
 
-def _slope(values: list[float]) -> float:
-    """Least-squares change across the whole window (slope × window length)."""
+def _rate(steps: list[int], values: list[float]) -> float:
+    """Least-squares change per 100 optimiser steps (0 with fewer than two points)."""
     if len(values) < 2:
         return 0.0
-    x = np.arange(len(values), dtype=np.float64)
-    return float(np.polyfit(x, np.asarray(values), 1)[0]) * (len(values) - 1)
+    return float(np.polyfit(np.asarray(steps, dtype=np.float64), np.asarray(values), 1)[0]) * 100.0
 
 
 def window_features(window: list[StepStats]) -> dict[str, float]:
     good = [s for s in window if not s.rolled_back]
     if not good:
-        return {name: 0.0 for name in WINDOW_NAMES} | {"rollbacks": float(len(window))}
+        return {name: 0.0 for name in WINDOW_NAMES} | {"has_window": float(bool(window)),
+                                                        "rollback_share": float(bool(window))}
+    steps = [s.step for s in good]
     log_mel = [_log(s.mel) for s in good]
     log_post = [_log(s.mel_post) for s in good]
     log_grad = [_log(s.grad_norm) for s in good]
     mean = lambda key: float(np.mean([getattr(s, key) for s in good]))  # noqa: E731
     return {
-        "log_mel_mean": float(np.mean(log_mel)), "log_mel_slope": _slope(log_mel),
-        "log_mel_post_mean": float(np.mean(log_post)), "log_mel_post_slope": _slope(log_post),
+        "has_window": 1.0, "log_mel_mean": float(np.mean(log_mel)), "log_mel_rate": _rate(steps, log_mel),
+        "log_mel_post_mean": float(np.mean(log_post)), "log_mel_post_rate": _rate(steps, log_post),
         "gate_loss": mean("gate"), "log_grad_norm_mean": float(np.mean(log_grad)),
-        "log_grad_norm_max": float(np.max(log_grad)), "clip_share": mean("clipped"),
+        "log_grad_norm_std": float(np.std(log_grad)), "clip_share": mean("clipped"),
         "gate_accuracy": mean("gate_accuracy"), "diagonality": mean("diagonality"), "focus": mean("focus"),
         "monotonicity": mean("monotonicity"), "coverage": mean("coverage"),
-        "rollbacks": float(len(window) - len(good)),
+        "rollback_share": (len(window) - len(good)) / len(window),
     }
 
 
@@ -65,11 +71,16 @@ def val_features(val: ValStats) -> dict[str, float]:
             "val_diagonality": val.diagonality} | {name: free[name] for name in VAL_NAMES if name in free}
 
 
-def build_observation(window: list[StepStats], val: ValStats, knobs: Knobs, progress: float,
+def run_features(step: int, aligned_at: int | None) -> dict[str, float]:
+    since = 0.0 if aligned_at is None else math.log1p(max(step - aligned_at, 0)) / LOG_STEP_SCALE
+    return {"aligned": float(aligned_at is not None), "log_step": math.log1p(step) / LOG_STEP_SCALE,
+            "log_steps_since_aligned": since}
+
+
+def build_observation(window: list[StepStats], val: ValStats, knobs: Knobs, step: int, aligned_at: int | None,
                       actions: ActionConfig) -> np.ndarray:
     """Flat float32 vector in ``OBS_NAMES`` order."""
-    features = window_features(window) | val_features(val)
+    features = window_features(window) | val_features(val) | run_features(step, aligned_at)
     features |= {name: actions.normalise(name, getattr(knobs, name)) for name in KNOB_NAMES}
-    features["progress"] = progress
     obs = np.array([features[name] for name in OBS_NAMES], dtype=np.float32)
     return np.clip(np.nan_to_num(obs, nan=0.0, posinf=OBS_LIMIT, neginf=-OBS_LIMIT), -OBS_LIMIT, OBS_LIMIT)

@@ -6,9 +6,11 @@ is 1 − mel DTW distance / the split's mean-frame distance, so it moves with th
 
 reward_t = score_t − score_{t−1} − rollback_penalty·rollbacks_t + align_bonus·[first aligned at t]
 
-The score differences telescope, so an episode's return is final score − initial score, plus the
-bonus, minus the penalties (Ng et al. 1999: potential shaping keeps the optimal policy).
-An unrecoverable divergence terminates the episode with ``divergence_penalty``.
+This is potential-based shaping F = γΦ(s′) − Φ(s) with Φ = score at γ = 1, which PPO uses
+(``controller.train.PPOConfig``): the undiscounted return telescopes to final score − initial score,
+plus the bonus, minus the penalties (Ng et al. 1999: the optimal policy is kept). An episode that
+starts already aligned (a warm start from the bank) cannot earn the bonus. An unrecoverable
+divergence terminates the episode with ``divergence_penalty``.
 """
 from __future__ import annotations
 

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import gymnasium as gym
 import numpy as np
-
-import torch
 
 from env.actions import ActionConfig, apply_action
 from env.bank import BankConfig, bank_root, load_bank
@@ -33,11 +33,18 @@ class EnvConfig(TrainingSetup):
     steps_per_action: int = 20  # K optimiser steps per env step
     episode_steps: int = 300  # optimiser steps per episode
     val_every: int = 1  # env steps between validations (one also runs at reset and at the end)
-    max_window_rollbacks: int = 5  # rollbacks in one window that count as unrecoverable divergence
+    # A window with rollbacks >= this share of K steps is an unrecoverable divergence.
+    divergence_rollback_share: float = 0.25
     seed: int = 0
     log_dir: str | None = None  # TensorBoard, one folder per episode
     start: str = "scratch"  # scratch: a new model; bank: a checkpoint drawn from the warm-start bank
     bank: BankConfig = field(default_factory=BankConfig)
+    # With start=bank: the share of episodes that start from scratch and run the bank's whole horizon,
+    # and the share that start from checkpoints this env's own earlier episodes ended at (the states
+    # the current policy creates; the newest refresh_keep are kept).
+    scratch_share: float = 0.0
+    refresh_share: float = 0.0
+    refresh_keep: int = 16
     actions: ActionConfig = field(default_factory=ActionConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
 
@@ -47,9 +54,14 @@ class EnvConfig(TrainingSetup):
             raise ValueError(f"start={self.start!r} must be scratch or bank")
         if self.instance_mode not in ("cycle", "random"):
             raise ValueError(f"instance_mode={self.instance_mode!r} must be cycle or random")
-        for key in ("steps_per_action", "episode_steps", "val_every", "max_window_rollbacks"):
+        for key in ("steps_per_action", "episode_steps", "val_every", "refresh_keep"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}={getattr(self, key)} must be >= 1")
+        for key in ("divergence_rollback_share", "scratch_share", "refresh_share"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"{key}={getattr(self, key)} must be in [0, 1]")
+        if self.scratch_share + self.refresh_share > 1.0:
+            raise ValueError(f"scratch_share + refresh_share = {self.scratch_share + self.refresh_share} must be <= 1")
 
 
 class TrainingEnv(gym.Env):
@@ -61,24 +73,28 @@ class TrainingEnv(gym.Env):
 
     ## Action Space
     ``Box(-1, 1, (n_active,))``, one dimension per knob not frozen, in the order of
-    ``tacotron.knobs.KNOB_NAMES`` (lr, ga_weight, dropout, r, tf_ratio); see ``env.actions``.
+    ``tacotron.knobs.KNOB_NAMES`` (lr, ga_weight, dropout, r, tf_ratio); see ``env.actions``
+    (r only steps down, and only once alignment is confirmed).
 
     ## Observation Space
     ``Box(-10, 10, (len(OBS_NAMES),), float32)``; names in ``obs_names``, meanings in
-    ``env.observations``.
+    ``env.observations`` (horizon-agnostic: no fraction of the run).
 
     ## Rewards
     Potential-based on the composite validation score; see ``env.reward``.
 
     ## Starting State
     ``start="scratch"``: static default knobs (clipped to the action bounds), an untrained model;
-    progress runs over ``episode_steps``. ``start="bank"``: a checkpoint of this instance drawn from
-    the warm-start bank (``env.bank``) with its knobs and step; progress runs over the bank's
-    reference-run length.
+    the run is ``episode_steps`` long. ``start="bank"``: a checkpoint of this instance drawn from the
+    warm-start bank (``env.bank``), with its knobs, step and alignment state; the run is the bank's
+    reference-run length. A ``scratch_share`` of bank episodes starts from scratch and runs that whole
+    length; a ``refresh_share`` starts where this env's own earlier episodes ended.
 
     ## Episode End
-    Truncated after ``episode_steps`` optimiser steps (or at the bank horizon). Terminated, with ``divergence_penalty``,
-    when one window rolls back ``max_window_rollbacks`` times.
+    Terminated at the run's end (``episode_steps`` from scratch, the bank's horizon from the bank),
+    or with ``divergence_penalty`` when one window rolls back at least ``divergence_rollback_share``
+    of K steps. Truncated when a bank-started episode has run ``episode_steps`` before the run's end:
+    the run goes on, so the learner bootstraps.
 
     ## Arguments
     ``TrainingEnv(config: EnvConfig | None = None, **overrides)``; overrides are EnvConfig fields.
@@ -99,6 +115,8 @@ class TrainingEnv(gym.Env):
         # evaluation here, so the env itself never sees the test split.
         self.after_optimizer_step: Callable[[Trainer], None] | None = None
         self._bank = load_bank(bank_root(self.instances, self.cfg, self.cfg.bank)) if self.cfg.start == "bank" else None
+        self._refreshed: list[dict] = []  # bank entries this env's own episodes ended at
+        self._refresh_dir = None
 
     def _corpus(self, instance: str) -> Corpus:
         if instance not in self._corpora:
@@ -122,48 +140,80 @@ class TrainingEnv(gym.Env):
             self.trainer.logger.close()
         run_seed = int(self.np_random.integers(2**31 - 1))
         self.trainer = build_trainer(self.cfg, self._corpus(self.instance), log_dir, seed=run_seed)
-        self._horizon = self.cfg.episode_steps
+        self._horizon, self._aligned_at, self.start_kind = self.cfg.episode_steps, None, "scratch"
         if self._bank is not None:
             self._start_from_bank(run_seed)
         else:
             self.trainer.set_knobs(self.cfg.actions.clip(Knobs().as_dict()))
-        self._end_step = min(self.trainer.step_count + self.cfg.episode_steps, self._horizon)
+        full_length = self.start_kind == "scratch"
+        self._end_step = self._horizon if full_length else min(self.trainer.step_count + self.cfg.episode_steps,
+                                                               self._horizon)
         self._val = self.trainer.validate()
         self._score = self._initial_score = self._val.score
         self._env_steps = 0
         self._checks = [(self.trainer.step_count, is_aligned(self._val.infer))]
-        self._aligned_at = None
+        self._start = {"start": self.start_kind, "start_step": self.trainer.step_count,
+                       "start_aligned": self._aligned_at is not None}
         self._trajectory = [{"step": self.trainer.step_count, **self.trainer.knobs.as_dict()}]
-        return self._observe([]), {"instance": self.instance, "score": self._score,
-                                   "start_step": self.trainer.step_count}
+        return self._observe([]), {"instance": self.instance, "score": self._score, **self._start}
 
     def _start_from_bank(self, run_seed: int) -> None:
-        """Restore a bank checkpoint of this instance with room left before the bank horizon."""
+        """A scratch start over the bank's horizon, or a restored checkpoint of this instance (from the
+        bank or this env's own episodes) with room left before the horizon, its alignment state kept."""
         run_steps, entries = self._bank
-        usable = [e for e in entries if e["instance"] == self.instance and e["step"] < run_steps]
+        self._horizon = run_steps
+        draw = self.np_random.random()
+        if draw < self.cfg.scratch_share:
+            self.trainer.set_knobs(self.cfg.actions.clip(Knobs().as_dict()))
+            return
+        refreshed = [e for e in self._refreshed if e["instance"] == self.instance]
+        use_refreshed = refreshed and draw < self.cfg.scratch_share + self.cfg.refresh_share
+        usable = refreshed if use_refreshed else [e for e in entries if e["instance"] == self.instance
+                                                  and e["step"] < run_steps]
         if not usable:
             raise ValueError(f"the checkpoint bank has no entry for instance {self.instance!r}")
         entry = usable[int(self.np_random.integers(len(usable)))]
         self.trainer.restore(Path(entry["path"]))
-        torch.manual_seed(run_seed)  # episodes from one checkpoint still differ in dropout and sampling
+        self.trainer.reseed(run_seed)  # episodes from one checkpoint still differ in dropout and sampling
         self.trainer.set_knobs(self.cfg.actions.clip(self.trainer.knobs.as_dict()))
-        self._horizon = run_steps
+        self._aligned_at = entry.get("aligned_at")
+        self.start_kind = "refresh" if use_refreshed else "bank"
+
+    def _refresh_bank(self) -> None:
+        """Keep where this episode ended as a start for later ones (the newest ``refresh_keep``)."""
+        if self._refresh_dir is None:
+            self._refresh_dir = Path(tempfile.mkdtemp(prefix="tacotune-refresh-"))
+        path = self._refresh_dir / f"episode_{self._episode:05d}.pt"
+        self.trainer.save(path)
+        self._refreshed.append({"path": str(path), "instance": self.instance, "step": self.trainer.step_count,
+                                "aligned_at": self._aligned_at})
+        while len(self._refreshed) > self.cfg.refresh_keep:
+            Path(self._refreshed.pop(0)["path"]).unlink(missing_ok=True)
 
     @property
     def last_val(self):
         """The latest ``ValStats`` (with the inference alignment in ``extras``)."""
         return self._val
 
-    def resume_trainer(self, path: Path) -> np.ndarray:
-        """Continue the current episode from a trainer checkpoint (deploy's resume) -> observation."""
+    def episode_state(self) -> dict:
+        """What the episode has measured beyond the trainer (JSON-able), for ``resume_episode``."""
+        return {"aligned_at": self._aligned_at, "initial_score": self._initial_score, "checks": self._checks,
+                "trajectory": self._trajectory, "env_steps": self._env_steps, "start": self._start}
+
+    def resume_episode(self, path: Path, state: dict) -> np.ndarray:
+        """Continue the current episode from a trainer checkpoint and its ``episode_state`` (deploy's
+        resume): the alignment step, the initial score and the knob trajectory are kept -> observation."""
         self.trainer.restore(path)
+        self._aligned_at, self._initial_score = state["aligned_at"], state["initial_score"]
+        self._checks = [tuple(c) for c in state["checks"]]
+        self._trajectory, self._env_steps, self._start = state["trajectory"], state["env_steps"], state["start"]
         self._val = self.trainer.validate()
         self._score = self._val.score
         return self._observe([])
 
     def _observe(self, window) -> np.ndarray:
-        return build_observation(window, self._val, self.trainer.knobs,
-                                 self.trainer.step_count / self._horizon, self.cfg.actions)
+        return build_observation(window, self._val, self.trainer.knobs, self.trainer.step_count, self._aligned_at,
+                                 self.cfg.actions)
 
     @property
     def aligned_at(self) -> int | None:
@@ -177,7 +227,7 @@ class TrainingEnv(gym.Env):
         if isinstance(action, Knobs):
             tr.set_knobs(self.cfg.actions.clip(action.as_dict()))
         elif knob_fn is None:
-            tr.set_knobs(apply_action(tr.knobs, action, self.cfg.actions))
+            tr.set_knobs(apply_action(tr.knobs, action, self.cfg.actions, aligned=self._aligned_at is not None))
         window = []
         for i in range(n):
             if knob_fn is not None:
@@ -199,10 +249,11 @@ class TrainingEnv(gym.Env):
         window = self._run_window(action)
         self._env_steps += 1
         rollbacks = sum(s.rolled_back for s in window)
-        diverged = rollbacks >= self.cfg.max_window_rollbacks
-        truncated = tr.step_count >= self._end_step and not diverged
+        diverged = rollbacks >= self.cfg.divergence_rollback_share * self.cfg.steps_per_action
+        terminated = diverged or tr.step_count >= self._horizon
+        truncated = tr.step_count >= self._end_step and not terminated
         prev_score = self._score
-        if self._env_steps % self.cfg.val_every == 0 or truncated or diverged:
+        if self._env_steps % self.cfg.val_every == 0 or terminated or truncated:
             self._val = tr.validate()
             self._score = self._val.score
             self._checks.append((tr.step_count, is_aligned(self._val.infer)))
@@ -214,15 +265,19 @@ class TrainingEnv(gym.Env):
         info = {"instance": self.instance, "score": self._score, "rollbacks": rollbacks,
                 "knobs": tr.knobs.as_dict(), **{f"reward/{k}": v for k, v in parts.items()},
                 "val": self._val.flat()}
-        if truncated or diverged:
+        if terminated or truncated:
             info |= {"final_score": self._score, "initial_score": self._initial_score,
                      "steps_to_align": self._aligned_at, "knob_trajectory": list(self._trajectory),
-                     "diverged": diverged, "rollbacks_total": tr.rollbacks}
+                     "diverged": diverged, "rollbacks_total": tr.rollbacks, **self._start}
+            if truncated and self.cfg.refresh_share > 0:
+                self._refresh_bank()
         if tr.logger:
             for key, value in parts.items():
                 tr.logger.writer.add_scalar(f"reward/{key}", value, tr.step_count)
-        return self._observe(window), float(parts["reward"]), diverged, truncated, info
+        return self._observe(window), float(parts["reward"]), terminated, truncated, info
 
     def close(self) -> None:
         if self.trainer is not None and self.trainer.logger:
             self.trainer.logger.close()
+        if self._refresh_dir is not None:
+            shutil.rmtree(self._refresh_dir, ignore_errors=True)

@@ -99,6 +99,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _rng_states(device: torch.device) -> tuple:
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def _set_rng_states(states: tuple, device: torch.device) -> None:
+    torch.set_rng_state(states[0])
+    if device.type == "cuda" and states[1] is not None:
+        torch.cuda.set_rng_state(states[1], device)
+
+
 class Trainer:
     def __init__(self, corpus: Corpus, model_cfg: ModelConfig, cfg: TrainerConfig,
                  loss_cfg: LossConfig | None = None, knobs: Knobs | None = None, log_dir: Path | None = None):
@@ -106,8 +116,14 @@ class Trainer:
         self.loss_cfg = loss_cfg or LossConfig()
         self.device = resolve_device(cfg.device)
         self.amp = cfg.amp and self.device.type == "cuda"
+        outside = _rng_states(self.device)
         torch.manual_seed(cfg.seed)
         self.model = Tacotron2(model_cfg).to(self.device)
+        # The trainer's own random stream (initialisation above; dropout and teacher-forcing draws in
+        # ``step``), swapped in around each step, so that whoever else draws from torch's global RNG
+        # (SB3 sampling actions) neither shifts training nor is shifted by it.
+        self._rng = _rng_states(self.device)
+        _set_rng_states(outside, self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-6,
                                           weight_decay=cfg.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -139,8 +155,27 @@ class Trainer:
         log.warning("step %d: exploding or non-finite loss or gradient; rolled back to the last good snapshot",
                     self.step_count)
 
+    @contextlib.contextmanager
+    def _own_rng(self):
+        outside = _rng_states(self.device)
+        _set_rng_states(self._rng, self.device)
+        try:
+            yield
+        finally:
+            self._rng = _rng_states(self.device)
+            _set_rng_states(outside, self.device)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the trainer's own random stream (episodes from one checkpoint differ in dropout)."""
+        with self._forked_rng(seed):
+            self._rng = _rng_states(self.device)
+
     def step(self) -> StepStats:
-        """One optimiser step at the current knobs."""
+        """One optimiser step at the current knobs, drawing from the trainer's own random stream."""
+        with self._own_rng():
+            return self._step()
+
+    def _step(self) -> StepStats:
         k = self.knobs
         batch = self.sampler.batch(self.step_count).to(self.device)
         self.model.train()
@@ -195,9 +230,9 @@ class Trainer:
         return stats
 
     @contextlib.contextmanager
-    def _forked_rng(self):
+    def _forked_rng(self, seed: int | None = None):
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(self.cfg.seed + 1)
+            torch.manual_seed(self.cfg.seed + 1 if seed is None else seed)
             yield
 
     def _teacher_forced_val(self) -> dict[str, float]:
@@ -259,8 +294,7 @@ class Trainer:
         return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "knobs": self.knobs.as_dict(), "step": self.step_count,
-            "rollbacks": self.rollbacks, "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
+            "rollbacks": self.rollbacks, "rng": self._rng[0], "cuda_rng": self._rng[1],
             "config": {"model": asdict(self.model_cfg), "trainer": asdict(self.cfg), "loss": asdict(self.loss_cfg)},
         }
 
@@ -279,8 +313,6 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step_count, self.rollbacks = state["step"], state["rollbacks"]
-        torch.set_rng_state(state["rng"])
-        if state["cuda_rng"] is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"])
+        self._rng = (state["rng"], state["cuda_rng"] if self.device.type == "cuda" else None)
         self.set_knobs(Knobs(**state["knobs"]))
         self._snapshot = self._take_snapshot()

@@ -1,9 +1,12 @@
 import json
+import math
 
 import numpy as np
 import pytest
+import torch
 
 from env.bank import BankConfig, bank_root, build_bank, load_bank, perturbed_hand
+from env.observations import LOG_STEP_SCALE
 from env.training_env import EnvConfig, TrainingEnv
 from tacotron.trainer import TrainerConfig
 
@@ -31,20 +34,68 @@ def test_build_bank_is_cached_and_resumable(bank_env_cfg):
 
 def test_bank_episodes_start_mid_training(bank_env_cfg):
     build_bank(list(bank_env_cfg.instances), bank_env_cfg, bank_env_cfg.bank, progress=False)
-    env = TrainingEnv(bank_env_cfg, start="bank")
+    env = TrainingEnv(bank_env_cfg, start="bank", episode_steps=2)
+    torch.manual_seed(0)
+    global_rng = torch.get_rng_state()
     starts = set()
     for seed in range(6):
         obs, info = env.reset(seed=seed)
         starts.add(info["start_step"])
-        progress = obs[env.obs_names.index("progress")]
-        assert progress == pytest.approx(info["start_step"] / 8)
+        assert info["start"] == "bank" and not info["start_aligned"]
+        log_step = obs[env.obs_names.index("log_step")]
+        assert log_step == pytest.approx(math.log1p(info["start_step"]) / LOG_STEP_SCALE)
     assert starts == {0, 4}
+    assert torch.equal(torch.get_rng_state(), global_rng)  # restoring checkpoints never reseeds SB3's RNG
+    env.reset(seed=next(s for s in range(20) if env.reset(seed=s)[1]["start_step"] == 4))
+    _, _, term, trunc, info = env.step(np.zeros(5, dtype=np.float32))
+    assert trunc and not term and env.trainer.step_count == 6  # cut short of the run's end: PPO bootstraps
+    env = TrainingEnv(bank_env_cfg, start="bank", episode_steps=8)
+    env.reset(seed=next(s for s in range(20) if env.reset(seed=s)[1]["start_step"] == 4))
+    steps = 1
+    while not any((out := env.step(np.zeros(5, dtype=np.float32)))[2:4]):
+        steps += 1
+    assert out[2] and not out[3] and env.trainer.step_count == 8 and steps == 2  # the run's end: the bank horizon
+
+
+def test_aligned_starts_earn_no_alignment_bonus(bank_env_cfg, tmp_path):
+    """A checkpoint past its run's confirmed alignment starts aligned: the bonus is for getting there."""
+    build_bank(list(bank_env_cfg.instances), bank_env_cfg, bank_env_cfg.bank, progress=False)
+    root = bank_root(list(bank_env_cfg.instances), bank_env_cfg, bank_env_cfg.bank)
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert all("aligned_at" in e for e in manifest["entries"])
+    for e in manifest["entries"]:  # mark every step-4 checkpoint as past alignment at step 0
+        e["aligned_at"] = 0 if e["step"] == 4 else None
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    env = TrainingEnv(bank_env_cfg, start="bank")
     obs, info = env.reset(seed=next(s for s in range(20) if env.reset(seed=s)[1]["start_step"] == 4))
-    done, steps = False, 0
-    while not done:
-        obs, _, term, trunc, info = env.step(np.zeros(5, dtype=np.float32))
-        done, steps = term or trunc, steps + 1
-    assert env.trainer.step_count == 8 and steps == 2  # stops at the bank horizon
+    assert info["start_aligned"] and env.aligned_at == 0 and obs[env.obs_names.index("aligned")] == 1.0
+    bonuses = []
+    while True:
+        _, _, term, trunc, info = env.step(np.zeros(5, dtype=np.float32))
+        bonuses.append(info["reward/align_bonus"])
+        if term or trunc:
+            break
+    assert bonuses == [0.0] * len(bonuses) and info["steps_to_align"] == 0
+
+
+def test_scratch_and_refreshed_starts(bank_env_cfg):
+    """Bank episodes mix full-length scratch runs and restarts from where this env's own episodes ended."""
+    build_bank(list(bank_env_cfg.instances), bank_env_cfg, bank_env_cfg.bank, progress=False)
+    env = TrainingEnv(bank_env_cfg, start="bank", episode_steps=2, scratch_share=0.3, refresh_share=0.5,
+                      refresh_keep=2)
+    kinds = []
+    for seed in range(12):
+        _, info = env.reset(seed=seed) if seed == 0 else env.reset()
+        kinds.append(info["start"])
+        while not any(env.step(np.zeros(5, dtype=np.float32))[2:4]):
+            pass
+        if info["start"] == "scratch":
+            assert env.trainer.step_count == 8  # a scratch start runs the bank's whole horizon
+        assert len(env._refreshed) <= 2
+    assert {"scratch", "bank", "refresh"} <= set(kinds)
+    refresh_dir = env._refresh_dir
+    env.close()
+    assert not refresh_dir.exists()
 
 
 def test_missing_bank_is_a_clear_error(bank_env_cfg, tmp_path):

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -29,10 +30,30 @@ def test_ppo_trains_saves_reloads_and_deploys(tiny_corpus_dir, tmp_path):
     out = tmp_path / "deploy"
     summary = deploy(DeployConfig(policy=str(policy), data=str(tiny_corpus_dir), max_steps=8, out_dir=str(out),
                                   tensorboard=False), progress=False)
-    assert summary["steps_per_action"] == 4  # 2 decisions per training episode -> K scales with the run
+    assert summary["steps_per_action"] == 2  # K fixed in optimiser steps, as in training
     assert 0 <= summary["final_score"] <= 1 and summary["rollbacks"] == 0
     rows = (out / "knobs.csv").read_text().strip().split("\n")
-    assert len(rows) == 3 and (out / "knobs.png").stat().st_size > 0
+    assert len(rows) == 5 and (out / "knobs.png").stat().st_size > 0
+    stretched = deploy(DeployConfig(policy=str(policy), data=str(tiny_corpus_dir), max_steps=8, cadence="stretched",
+                                    out_dir=str(tmp_path / "stretched"), tensorboard=False), progress=False)
+    assert stretched["steps_per_action"] == 4  # 2 decisions per 4-step training episode, over 8 steps
+
+
+def test_bank_trained_policy_is_evaluated_as_deployed_and_logs_episodes_by_start(tiny_corpus_dir, tmp_path):
+    """Held-out evaluation of a bank-trained policy runs from scratch on the held-out voices (no bank
+    of theirs exists), and every training episode is logged with where it started."""
+    from env.bank import BankConfig, build_bank
+    cfg = _cfg(tiny_corpus_dir, tmp_path / "ctl", total_timesteps=16, eval_every=8, eval_steps=2)
+    env = dataclasses.replace(cfg.env, start="bank", scratch_share=0.5,
+                              bank=BankConfig(run_steps=8, save_every=4, schedules=["static"], perturbed_runs=0,
+                                              root=str(tmp_path / "bank")))
+    build_bank(list(env.instances), env, env.bank, progress=False)
+    train_controller(dataclasses.replace(cfg, env=env))
+    evals = [json.loads(line) for line in (tmp_path / "ctl" / "heldout_eval.jsonl").read_text().splitlines()]
+    assert [e["timesteps"] for e in evals] == [8, 16] and len(evals[0]["final_scores"]) == 3
+    episodes = [json.loads(line) for line in (tmp_path / "ctl" / "episodes.jsonl").read_text().splitlines()]
+    assert episodes and {e["start"] for e in episodes} <= {"scratch_unaligned", "bank_unaligned", "bank_aligned"}
+    assert all(0 <= e["final_score"] <= 1 for e in episodes)
 
 
 def test_resume_continues_the_step_count(tiny_corpus_dir, tmp_path):

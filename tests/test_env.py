@@ -8,10 +8,11 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import env  # noqa: F401  (registers the env)
 from env.actions import ActionConfig, KnobSpec, apply_action
-from env.observations import OBS_NAMES
+from controller.train import PPOConfig
+from env.observations import OBS_NAMES, window_features
 from env.training_env import EnvConfig, TrainingEnv
 from tacotron.knobs import KNOB_NAMES, Knobs
-from tacotron.trainer import TrainerConfig
+from tacotron.trainer import StepStats, TrainerConfig
 
 
 @pytest.fixture
@@ -46,17 +47,22 @@ def test_seeded_episodes_are_deterministic(small_cfg):
     np.testing.assert_array_equal(rollout(), rollout())
 
 
-def test_episode_end_info_and_telescoping_return(small_cfg):
+def test_run_end_terminates_and_the_learners_return_is_the_score_gained(small_cfg):
+    """The run's real end is ``terminated``; with PPO's gamma the (discounted) return telescopes to
+    final score − initial score (+ the alignment bonus)."""
     e = TrainingEnv(small_cfg)
     _, info0 = e.reset(seed=0)
-    total, done, n = 0.0, False, 0
+    rewards, done = [], False
     while not done:
         _, r, term, trunc, info = e.step(np.zeros(5, dtype=np.float32))
-        total, done, n = total + r, term or trunc, n + 1
-    assert trunc and not term and n == 3 and e.trainer.step_count == 6
-    assert info["initial_score"] == info0["score"]
+        rewards.append(r)
+        done = term or trunc
+    assert term and not trunc and not info["diverged"] and len(rewards) == 3 and e.trainer.step_count == 6
+    assert info["initial_score"] == info0["score"] and info["start"] == "scratch"
     bonus = 0.2 if info["steps_to_align"] is not None else 0.0
-    assert total == pytest.approx(info["final_score"] - info["initial_score"] + bonus, abs=1e-6)
+    gamma = PPOConfig().gamma
+    discounted = sum(gamma ** t * r for t, r in enumerate(rewards))
+    assert discounted == pytest.approx(info["final_score"] - info["initial_score"] + bonus, abs=1e-6)
     assert len(info["knob_trajectory"]) == 4 and set(info["knob_trajectory"][0]) == {"step", *KNOB_NAMES}
 
 
@@ -72,18 +78,46 @@ def test_blow_up_action_is_penalised_not_fatal(small_cfg):
     """Maximum LR at (practically) no clipping explodes the loss: rollbacks, penalty, clean end."""
     wild = ActionConfig(mode="absolute", lr=KnobSpec(1e-5, 1.0, 1.0))
     e = TrainingEnv(small_cfg, actions=wild, trainer=TrainerConfig(batch_size=4, grad_clip=1e6),
-                    episode_steps=20, steps_per_action=4, max_window_rollbacks=2)
+                    episode_steps=20, steps_per_action=4, divergence_rollback_share=0.5)
     e.reset(seed=0)
     done, info, steps = False, {}, []
     while not done:
         obs, r, term, trunc, info = e.step(np.array([1.0, 0, 0, 0, 0], dtype=np.float32))
         steps.append((r, info["rollbacks"], info["reward/rollback_penalty"], term))
         done = term or trunc
-    assert term, steps
+    assert term and info["diverged"], steps
     assert info["reward/divergence_penalty"] == -1.0 and r <= info["reward/score_delta"] - 1.0
     assert all(pen == -0.05 * rb for _, rb, pen, _ in steps) and sum(rb for _, rb, _, _ in steps) >= 2
     assert np.isfinite(obs).all() and np.isfinite(info["final_score"])
     assert all(np.isfinite(p.detach().numpy()).all() for p in e.trainer.model.parameters())
+
+
+def _window(start: int, n: int, loss_rate: float, rollback_every: int = 0) -> list[StepStats]:
+    """n steps whose log mel loss falls at ``loss_rate`` per step and whose grad norm alternates 1 and e."""
+    return [StepStats(step=s, mel=float(np.exp(2 - loss_rate * s)), mel_post=float(np.exp(2 - loss_rate * s)),
+                      gate=0.1, guided=0.0, grad_norm=float(np.e ** (s % 2)), clipped=s % 2 == 1, gate_accuracy=0.9,
+                      diagonality=0.5, focus=0.5, monotonicity=0.5, coverage=0.5,
+                      rolled_back=bool(rollback_every) and s % rollback_every == 0)
+            for s in range(start, start + n)]
+
+
+def test_window_features_do_not_grow_with_the_window():
+    """The same training, seen through windows of 10 and 40 steps, reads the same (rates, spreads and
+    shares, not totals, maxima and counts)."""
+    short, long = window_features(_window(100, 10, 0.01, 5)), window_features(_window(100, 40, 0.01, 5))
+    for name in ("log_mel_rate", "log_mel_post_rate", "log_grad_norm_std", "clip_share", "rollback_share"):
+        assert short[name] == pytest.approx(long[name], rel=0.05), name
+    assert short["log_mel_rate"] == pytest.approx(-1.0)  # per 100 steps
+    assert short["rollback_share"] == pytest.approx(0.2) and short["has_window"] == 1.0
+
+
+def test_first_observation_flags_no_window_and_nothing_reads_the_runs_length(small_cfg):
+    assert "progress" not in OBS_NAMES
+    obs_short, _ = TrainingEnv(small_cfg).reset(seed=3)
+    obs_long, _ = TrainingEnv(small_cfg, episode_steps=600).reset(seed=3)
+    np.testing.assert_array_equal(obs_short, obs_long)  # the same state, whatever the run's length
+    assert obs_short[OBS_NAMES.index("has_window")] == 0.0
+    assert obs_short[OBS_NAMES.index("aligned")] == 0.0 and obs_short[OBS_NAMES.index("log_step")] == 0.0
 
 
 # --- the pure action mapping -------------------------------------------------------------
@@ -91,11 +125,23 @@ def test_blow_up_action_is_penalised_not_fatal(small_cfg):
 def test_relative_actions():
     cfg = ActionConfig()
     k = Knobs(lr=1e-3, ga_weight=5.0, dropout=0.1, r=3, tf_ratio=1.0)
-    out = apply_action(k, np.array([-1.0, 1.0, 1.0, 0.9, -1.0]), cfg)
+    out = apply_action(k, np.array([-1.0, 1.0, 1.0, 0.9, -1.0]), cfg, aligned=True)
     assert out.lr == pytest.approx(5e-4) and out.ga_weight == 8.0 and out.dropout == pytest.approx(0.15)
-    assert out.r == 4 and out.tf_ratio == pytest.approx(0.9)
-    assert apply_action(k, np.array([0, 0, 0, 0.3, 0]), cfg).r == 3  # below the threshold
-    assert apply_action(k, np.array([0, 0, 0, -0.9, 0]), cfg).r == 2
+    assert out.tf_ratio == pytest.approx(0.9)
+    assert apply_action(k, np.array([0, 0, 0, -0.3, 0]), cfg, aligned=True).r == 3  # below the threshold
+    assert apply_action(k, np.array([0, 0, 0, -0.9, 0]), cfg, aligned=True).r == 2
+
+
+@pytest.mark.parametrize("mode", ["relative", "absolute"])
+def test_r_only_steps_down_and_only_once_aligned(mode):
+    """r never moves up (into projection rows that never trained), and before alignment not at all,
+    so exploration cannot flip r where the deterministic policy never would."""
+    cfg = ActionConfig(mode=mode)
+    k = Knobs(r=3)
+    for a in (-1.0, -0.9, 0.0, 0.9, 1.0):
+        assert apply_action(k, np.array([0, 0, 0, a, 0]), cfg, aligned=False).r == 3
+        assert apply_action(k, np.array([0, 0, 0, a, 0]), cfg, aligned=True).r <= 3
+    assert apply_action(k, np.array([0, 0, 0, -1.0, 0]), cfg, aligned=True).r < 3
 
 
 def test_actions_clip_to_bounds():
@@ -107,10 +153,10 @@ def test_actions_clip_to_bounds():
 
 def test_absolute_actions():
     cfg = ActionConfig(mode="absolute")
-    lo = apply_action(Knobs(), -np.ones(5), cfg)
-    hi = apply_action(Knobs(), np.ones(5), cfg)
+    lo = apply_action(Knobs(), -np.ones(5), cfg, aligned=True)
+    hi = apply_action(Knobs(), np.ones(5), cfg, aligned=True)
     assert (lo.lr, lo.ga_weight, lo.dropout, lo.r, lo.tf_ratio) == pytest.approx((1e-5, 0.0, 0.0, 1, 0.3))
-    assert (hi.lr, hi.ga_weight, hi.dropout, hi.r, hi.tf_ratio) == pytest.approx((2e-3, 20.0, 0.5, 5, 1.0))
+    assert (hi.lr, hi.ga_weight, hi.dropout, hi.r, hi.tf_ratio) == pytest.approx((2e-3, 20.0, 0.5, 3, 1.0))
 
 
 def test_frozen_knobs_lose_their_dimension(small_cfg):

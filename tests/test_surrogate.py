@@ -29,13 +29,13 @@ def test_recorded_transitions_are_real_episodes(transitions):
     assert data["obs"].shape == data["next_obs"].shape == (12, len(OBS_NAMES))
     assert data["actions"].shape == (12, 5) and data["actions"].abs().max() <= 1
     assert data["episode"].tolist() == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3  # 3 decisions per 6-step episode
-    progress = data["next_obs"][:, OBS_NAMES.index("progress")]
-    assert torch.allclose(progress[:3], torch.tensor([1 / 3, 2 / 3, 1.0]))
+    log_step = data["next_obs"][:, OBS_NAMES.index("log_step")]
+    assert torch.all(log_step[1:3] > log_step[0:2])  # steps 2, 4, 6 of the run
     assert torch.equal(data["obs"][1:3], data["next_obs"][0:2]) and float(data["record_seconds"]) > 0
 
 
 @pytest.mark.filterwarnings("ignore:.*alternative render modes")  # the surrogate has no gym registry spec
-def test_surrogate_env_passes_both_checkers_and_truncates(transitions):
+def test_surrogate_env_passes_both_checkers_and_ends_like_the_run(transitions):
     data = load_transitions(transitions)
     surrogate, report = fit_surrogate(data, SurrogateConfig(epochs=50))
     assert report["transitions"] == 12 and report["episodes"] == 4 and report["heldout_episodes"] == 1
@@ -43,8 +43,8 @@ def test_surrogate_env_passes_both_checkers_and_truncates(transitions):
     gym_check_env(env)
     sb3_check_env(env)
     env.reset(seed=1)
-    truncated = [env.step(env.action_space.sample())[3] for _ in range(3)]
-    assert truncated == [False, False, True]
+    ends = [env.step(env.action_space.sample())[2:4] for _ in range(3)]
+    assert ends == [(False, False), (False, False), (True, False)]  # the recorded runs' end terminates
 
 
 def test_fit_recovers_known_dynamics_on_heldout_episodes():
