@@ -6,7 +6,8 @@ free-running (``controller.compare``: same model, data, seeds and validation for
 search costs counted in full). Three parts, each its own comparison:
 
 * ``tiny``: the tiny model for --steps (1,500) optimiser steps: static, tuned static, hand, Optuna TPE,
-  the policy's open-loop replay, the policy and PBT (a population of 4, on the first seed only);
+  the policy's open-loop replay, the policy deployed with a stretched decision interval, the policy
+  (K fixed in steps, as ``controller deploy`` runs it) and PBT (a population of 4, on the first seed only);
 * ``small``: the small model for --steps steps on the first test instance: static, tuned static, policy;
 * ``long``: one --long-steps (5,000) step pair, policy against static, on the first test instance.
 
@@ -14,7 +15,8 @@ Writes ``results/full_run.{json,md,png}`` (the tiny part at the top level, the o
 ``small`` and ``long``) and keeps every finished run under ``results/full_run/``, so a killed
 benchmark resumes from the runs already done. 2 processes × 1 thread; progress bars throughout.
 
-    python benchmarks/full_run.py --policy runs/demo/controller/policy [--parts tiny,small,long]
+    tacotune controller train --config controller/full_run_policy   # the policy (about 45 min)
+    python benchmarks/full_run.py --policy runs/full_run_policy/policy [--parts tiny,small,long]
         [--instances 3] [--seeds 2] [--quick]
 """
 from __future__ import annotations
@@ -31,7 +33,7 @@ from controller.report import markdown_report  # noqa: E402
 from env.instances import load_instance_set  # noqa: E402
 
 PARTS = {
-    "tiny": ["static", "tuned_static", "hand", "optuna_tpe", "replay", "policy", "pbt"],
+    "tiny": ["static", "tuned_static", "hand", "optuna_tpe", "replay", "policy_stretched", "policy", "pbt"],
     "small": ["static", "tuned_static", "policy"],
     "long": ["static", "policy"],
 }
@@ -56,7 +58,8 @@ def part_config(part: str, args: argparse.Namespace, out: Path) -> CompareConfig
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--policy", default="runs/demo/controller/policy", help="policy dir (the main job's)")
+    parser.add_argument("--policy", default="runs/full_run_policy/policy",
+                        help="policy dir (from `tacotune controller train --config controller/full_run_policy`)")
     parser.add_argument("--parts", default="tiny,small,long", help="comma-separated subset of tiny,small,long")
     parser.add_argument("--instances", type=int, default=3, help="test instances in the tiny part")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per instance")

@@ -99,7 +99,9 @@ def cmd_controller_explain(cfg: ExplainConfig) -> None:
     result = explain(cfg)
     for action, features in result["top_features"].items():
         print(f"{action:>9}: most sensitive to {', '.join(features)}")
-    print(f"plots in {cfg.out_dir}/trajectories.png and sensitivity.png")
+    for action, phases in result["mean_action_by_phase"].items():
+        print(f"{action:>9}: mean action before alignment {phases['before_aligned']}, after {phases['after_aligned']}")
+    print(f"plots in {cfg.out_dir}/alignment_*.png (knobs against alignment) and sensitivity.png")
 
 
 def cmd_build_bank(cfg: EnvConfig) -> None:
@@ -122,9 +124,7 @@ def cmd_demo(cfg: DemoCommand) -> None:
     train_instances = list(env.instances) or load_instance_set(env.instance_set)
     for name in train_instances + load_instance_set(cfg.compare.dev_set) + list(cfg.compare.data):
         generate_proxy_corpus(parse_instance(name, env.proxy))
-    if env.start == "bank":
-        build_bank(train_instances, env, env.bank)
-    cmd_controller_train(cfg.controller)
+    cmd_controller_train(cfg.controller)  # builds the bank first (cached)
     cmd_bench_compare(cfg.compare)
 
 
@@ -137,8 +137,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, Callable, str]] = {
     ("controller", "deploy"): ("controller/deploy", cmd_controller_deploy,
                                "Schedule a training run with a trained policy; writes knobs.csv/png."),
     ("controller", "explain"): ("controller/explain", cmd_controller_explain,
-                                "Plot a policy's knob trajectories and each action's sensitivity to each "
-                                "observation feature."),
+                                "Why a policy acts: its knobs against alignment over full runs, each action's "
+                                "sensitivity to each observation, its mean action before and after alignment."),
     ("env", "build-bank"): ("env/build_bank", cmd_build_bank,
                             "Build (or finish) the warm-start checkpoint bank used by env start=bank."),
     ("env", "record-transitions"): ("env/record_transitions", cmd_record_transitions,
@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub = parent.add_parser(path[-1], help=help_text, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description=f"{help_text}\n\nDefaults (configs/{config}.yaml):\n\n"
                                             f"{config_text(config)}")
+        sub.add_argument("--config", default=config, metavar="NAME",
+                         help="the config to start from, configs/NAME.yaml (default: %(default)s); e.g. "
+                              "controller/full_run_policy for `controller train`")
         sub.add_argument("overrides", nargs="*", metavar="key=value", help="Hydra overrides")
         sub.set_defaults(path=path)
     return parser
@@ -181,9 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    config_name, run, _ = COMMANDS[args.path]
+    _, run, _ = COMMANDS[args.path]
     try:
-        cfg = load_config(config_name, args.overrides)
+        cfg = load_config(args.config, args.overrides)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         cause = f" ({err.__cause__})" if err.__cause__ else ""
         print(f"tacotune: bad configuration: {err}{cause}", file=sys.stderr)

@@ -13,6 +13,7 @@ killed comparison resumes from the runs already done. Writes ``<name>.json`` (se
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import multiprocessing as mp
 import time
@@ -92,6 +93,17 @@ def run_one(spec: MethodSpec, env_cfg: EnvConfig, instance: str, seed: int, eval
                       run_steps=env.trainer.step_count)
 
 
+def _run_key(spec: MethodSpec, env_cfg: EnvConfig, eval_every: int) -> str:
+    """A hash of everything that shapes a run besides its instance and seed, so a resumed comparison
+    keeps a finished run only if it would run the same today."""
+    key = {"spec": spec, "env": dataclasses.asdict(env_cfg), "eval_every": eval_every}
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _is_done(path: Path, key: str) -> bool:
+    return path.is_file() and json.loads(path.read_text()).get("run_key") == key
+
+
 def _job(args: tuple) -> tuple[str, dict]:
     method, spec, env_cfg, instance, seed, eval_every, path = args
     if spec["kind"] == "pbt":
@@ -99,6 +111,7 @@ def _job(args: tuple) -> tuple[str, dict]:
         record = run_pbt(spec, env_cfg, instance, seed, eval_every)
     else:
         record = run_one(spec, env_cfg, instance, seed, eval_every)
+    record["run_key"] = _run_key(spec, env_cfg, eval_every)
     checkpoint.atomic_write_text(Path(path), json.dumps(record))
     return method, record
 
@@ -151,7 +164,7 @@ def compare(cfg: CompareConfig, progress: bool = True) -> dict:
             for seed in cfg.seeds[:cfg.pbt_seeds] if method == "pbt" else cfg.seeds:
                 path = runs_dir / f"{method}__{instance.replace('/', '_')}__{seed}.json"
                 paths[method, instance, seed] = path
-                if not path.is_file():  # resume: finished runs are kept
+                if not _is_done(path, _run_key(specs[method], run_env, cfg.eval_every)):  # resume
                     jobs.append((method, specs[method], run_env, instance, seed, cfg.eval_every, str(path)))
     _run_grid(jobs, cfg.workers, progress)
     runs = {m: [json.loads(path.read_text()) for (method, _, _), path in paths.items() if method == m]

@@ -1,6 +1,6 @@
-"""Why the policy acts: knob trajectories over typical episodes, and each action's sensitivity to
-each observation feature (mean |∂action/∂observation| of the deterministic policy, on the
-normalised observations it met in those episodes)."""
+"""Why the policy acts: its knobs against alignment over full deployed runs, each action's sensitivity
+to each observation feature (mean |∂action/∂observation| of the deterministic policy, on the
+normalised observations it met), and its mean action before and after alignment was confirmed."""
 from __future__ import annotations
 
 import json
@@ -14,24 +14,25 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from controller.deploy import load_policy  # noqa: E402
+from controller.deploy import deployment_env_config, load_policy  # noqa: E402
 from controller.episodes import policy_decider, run_episode  # noqa: E402
-from controller.plots import plot_knob_trajectories  # noqa: E402
 from controller.policy_io import load_env_config  # noqa: E402
 from env.instances import load_instance_set  # noqa: E402
 from env.training_env import TrainingEnv  # noqa: E402
+from tacotron.knobs import KNOB_NAMES  # noqa: E402
 
 
 @dataclass
 class ExplainConfig:
     policy: str = "runs/controller/policy"
-    instance_set: str = "train"
-    episodes: int = 2
+    instance_set: str = "heldout"  # development voices: never the test set
+    episodes: int = 1
+    max_steps: int = 1500  # each episode is a full run from scratch, deployed as `controller deploy` runs it
     out_dir: str = "runs/explain"
 
     def __post_init__(self) -> None:
-        if self.episodes < 1:
-            raise ValueError(f"episodes={self.episodes} must be >= 1")
+        if self.episodes < 1 or self.max_steps < 1:
+            raise ValueError(f"episodes={self.episodes} and max_steps={self.max_steps} must be >= 1")
 
 
 def sensitivity(model, observations: np.ndarray) -> np.ndarray:
@@ -45,27 +46,50 @@ def sensitivity(model, observations: np.ndarray) -> np.ndarray:
     return np.stack(rows)
 
 
+def plot_knobs_against_alignment(rows: list[dict], aligned_at: int | None, path: Path, title: str) -> None:
+    """Each knob and the free-running val diagonality per decision, with the confirmed aligned step."""
+    names = (*KNOB_NAMES, "val_infer_diagonality")
+    fig, axes = plt.subplots(len(names), 1, figsize=(8, 1.8 * len(names)), sharex=True)
+    steps = [row["step"] for row in rows]
+    for ax, name in zip(axes, names):
+        ax.step(steps, [row[name] for row in rows], where="post")
+        ax.set_ylabel(name if name in KNOB_NAMES else "val diag.")
+        if aligned_at is not None:
+            ax.axvline(aligned_at, color="tab:red", linestyle="--", linewidth=1)
+    axes[0].set_yscale("log")
+    axes[-1].set_xlabel("optimiser step" + ("" if aligned_at is None else f" (red: aligned at {aligned_at})"))
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def explain(cfg: ExplainConfig) -> dict:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    env_cfg = load_env_config(Path(cfg.policy))
     instances = load_instance_set(cfg.instance_set)
-    env = TrainingEnv(env_cfg, instances=instances)
+    env = TrainingEnv(deployment_env_config(load_env_config(Path(cfg.policy)), cfg.max_steps, instances=instances,
+                                            log_dir=None))
     model, stats = load_policy(Path(cfg.policy), env)
-    seen, trajectories = [], {}
-
     act = policy_decider(model, stats)
+    seen, phases, runs = [], [], []
 
     def decide(obs, env):
         seen.append(obs)  # raw; normalised below with the same frozen statistics
+        phases.append(env.aligned_at is not None)
+        rows.append({"step": env.trainer.step_count, **env.trainer.knobs.as_dict(),
+                     "val_infer_diagonality": env.last_val.infer.diagonality})
         return act(obs, env)
     for i in range(cfg.episodes):
-        instance = instances[i % len(instances)]
+        instance, rows = instances[i % len(instances)], []
         info, _ = run_episode(env, decide, instance, seed=i)
-        trajectories[f"{instance} (seed {i})"] = info["knob_trajectory"]
-    plot_knob_trajectories(trajectories, out / "trajectories.png", "policy knob trajectories")
-    sens = sensitivity(model, stats.normalize_obs(np.stack(seen)))
-    actions, features = env_cfg.actions.active, env.obs_names
+        plot_knobs_against_alignment(rows, info["steps_to_align"], out / f"alignment_{i}.png",
+                                     f"policy on {instance} (seed {i}), {cfg.max_steps} steps")
+        runs.append({"instance": instance, "seed": i, "steps_to_align": info["steps_to_align"],
+                     "final_score": info["final_score"], "knobs": rows})
+    normalised = stats.normalize_obs(np.stack(seen))
+    sens = sensitivity(model, normalised)
+    actions, features = env.cfg.actions.active, env.obs_names
     fig, ax = plt.subplots(figsize=(12, 3))
     ax.imshow(sens, aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(features)), features, rotation=90, fontsize=7)
@@ -74,8 +98,13 @@ def explain(cfg: ExplainConfig) -> dict:
     fig.tight_layout()
     fig.savefig(out / "sensitivity.png", dpi=90)
     plt.close(fig)
+    mean_actions = model.predict(normalised, deterministic=True)[0]
+    aligned = np.array(phases)
+    by_phase = {a: {phase: float(mean_actions[mask, j].mean()) if mask.any() else None
+                    for phase, mask in (("before_aligned", ~aligned), ("after_aligned", aligned))}
+                for j, a in enumerate(actions)}
     top = {a: [features[i] for i in np.argsort(-sens[j])[:5]] for j, a in enumerate(actions)}
-    result = {"top_features": top, "sensitivity": {a: dict(zip(features, map(float, sens[j])))
-                                                   for j, a in enumerate(actions)}}
+    result = {"top_features": top, "mean_action_by_phase": by_phase, "runs": runs,
+              "sensitivity": {a: dict(zip(features, map(float, sens[j]))) for j, a in enumerate(actions)}}
     (out / "explain.json").write_text(json.dumps(result, indent=2))
     return result

@@ -25,6 +25,7 @@ from controller.deploy import deployment_env_config
 from controller.policy_io import load_meta, save_policy
 from controller.surrogate import SurrogateConfig, surrogate_vec_env
 from controller.vec_env import proxy_vec_env
+from env.bank import build_bank
 from env.instances import load_instance_set
 from env.training_env import EnvConfig
 from tacotron import checkpoint
@@ -86,8 +87,11 @@ def pretrain_on_surrogate(model: PPO, venv: VecNormalize, cfg: ControllerConfig)
 
 
 def train_controller(cfg: ControllerConfig) -> Path:
-    """Train (or resume) and write the final policy directory ``out_dir/policy``; returns it."""
+    """Train (or resume) and write the final policy directory ``out_dir/policy``; returns it. With
+    bank-started episodes, builds (or finishes) the warm-start bank first; its cost is the policy's too."""
     out = Path(cfg.out_dir)
+    if cfg.env.start == "bank":
+        build_bank(list(cfg.env.instances) or load_instance_set(cfg.env.instance_set), cfg.env, cfg.env.bank)
     ckpt_dir = out / "checkpoints"
     heldout = load_instance_set(cfg.heldout_set)
     venv = VecNormalize(proxy_vec_env(cfg.env, cfg.n_envs, cfg.seed), norm_obs=True, norm_reward=True,

@@ -42,13 +42,12 @@ def test_ppo_trains_saves_reloads_and_deploys(tiny_corpus_dir, tmp_path):
 def test_bank_trained_policy_is_evaluated_as_deployed_and_logs_episodes_by_start(tiny_corpus_dir, tmp_path):
     """Held-out evaluation of a bank-trained policy runs from scratch on the held-out voices (no bank
     of theirs exists), and every training episode is logged with where it started."""
-    from env.bank import BankConfig, build_bank
+    from env.bank import BankConfig
     cfg = _cfg(tiny_corpus_dir, tmp_path / "ctl", total_timesteps=16, eval_every=8, eval_steps=2)
     env = dataclasses.replace(cfg.env, start="bank", scratch_share=0.5,
                               bank=BankConfig(run_steps=8, save_every=4, schedules=["static"], perturbed_runs=0,
                                               root=str(tmp_path / "bank")))
-    build_bank(list(env.instances), env, env.bank, progress=False)
-    train_controller(dataclasses.replace(cfg, env=env))
+    train_controller(dataclasses.replace(cfg, env=env))  # builds the bank first
     evals = [json.loads(line) for line in (tmp_path / "ctl" / "heldout_eval.jsonl").read_text().splitlines()]
     assert [e["timesteps"] for e in evals] == [8, 16] and len(evals[0]["final_scores"]) == 3
     episodes = [json.loads(line) for line in (tmp_path / "ctl" / "episodes.jsonl").read_text().splitlines()]
@@ -87,11 +86,13 @@ def test_frozen_knob_spec_roundtrips():
 def test_explain_writes_sensitivity_and_trajectories(tiny_corpus_dir, tmp_path):
     from controller.explain import ExplainConfig, explain
     policy = train_controller(_cfg(tiny_corpus_dir, tmp_path / "ctl", total_timesteps=16))
-    result = explain(ExplainConfig(policy=str(policy), instance_set="heldout", episodes=1,
+    result = explain(ExplainConfig(policy=str(policy), instance_set="heldout", episodes=1, max_steps=6,
                                    out_dir=str(tmp_path / "ex")))
     assert set(result["top_features"]) == {"lr", "ga_weight", "dropout", "r", "tf_ratio"}
     assert all(v >= 0 for v in result["sensitivity"]["lr"].values())
-    assert (tmp_path / "ex" / "sensitivity.png").is_file() and (tmp_path / "ex" / "trajectories.png").is_file()
+    assert set(result["mean_action_by_phase"]["ga_weight"]) == {"before_aligned", "after_aligned"}
+    assert [row["step"] for row in result["runs"][0]["knobs"]] == [0, 2, 4]  # K fixed in steps, as deployed
+    assert (tmp_path / "ex" / "sensitivity.png").is_file() and (tmp_path / "ex" / "alignment_0.png").is_file()
 
 
 def test_time_budget_stops_training_and_is_recorded(tiny_corpus_dir, tmp_path):

@@ -41,7 +41,8 @@ def test_full_run_quick_writes_every_method_with_costs_and_paired_cis(tiny_corpu
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "full_run.json").read_text())
     assert set(result) >= {"episode_steps", "model", "instances", "seeds", "methods", "paired"}
-    assert result["methods"] == ["static", "tuned_static", "hand", "optuna_tpe", "replay", "policy", "pbt"]
+    assert result["methods"] == ["static", "tuned_static", "hand", "optuna_tpe", "replay", "policy_stretched",
+                                 "policy", "pbt"]
     for method in result["methods"]:
         entry = result[method]
         assert {"mel_dtw", "infer_diagonality", "stop_rate", "aligned_fraction", "steps_to_align_median",
@@ -50,7 +51,8 @@ def test_full_run_quick_writes_every_method_with_costs_and_paired_cis(tiny_corpu
     assert result["policy"]["search_steps"] == 16 * 2
     assert result["replay"]["search_steps"] > result["policy"]["search_steps"]
     assert result["pbt"]["run_steps"] == POPULATION * result["static"]["run_steps"]
-    for baseline in ("static", "tuned_static", "hand", "optuna_tpe", "replay", "pbt"):
+    assert result["policy_stretched"]["search_steps"] == result["policy"]["search_steps"]  # the same policy
+    for baseline in ("static", "tuned_static", "hand", "optuna_tpe", "replay", "policy_stretched", "pbt"):
         assert set(result["paired"][baseline]["mel_dtw"]) == {"delta_mean", "ci95_low", "ci95_high"}
     assert (tmp_path / "full_run.png").read_bytes()[:4] == b"\x89PNG"
     assert "| pbt |" in (tmp_path / "full_run.md").read_text()
