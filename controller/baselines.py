@@ -7,6 +7,12 @@ reports the running mean, so a pruner compares trials on the same instances. Eve
 optimiser steps it really ran (``user_attrs["steps"]``; a pruned trial counts what it ran), and the
 search stops before a trial would take it past ``budget_steps``. Studies run in ``workers`` processes
 on one shared storage, and their names carry a hash of everything that defines the search.
+
+A killed worker loses no trial. On an RDB storage (PostgreSQL, MySQL, SQLite) every running trial
+beats every ``HEARTBEAT_S`` seconds; one silent for ``GRACE_S`` is failed by the next worker to start
+a trial, and ``RetryFailedTrialCallback`` queues it again with the same parameters, so workers on
+other machines take over. A journal file belongs to one search process (and its workers) at a time:
+trials it finds still running when it starts were left by a killed search and are retried the same way.
 """
 from __future__ import annotations
 
@@ -16,11 +22,13 @@ import json
 import logging
 import math
 import multiprocessing as mp
+import os
 from dataclasses import dataclass, replace
 
 import numpy as np
 import optuna
 import sqlalchemy.exc
+from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import TrialState
 
 from controller.episodes import run_episode, schedule_decider
@@ -29,6 +37,8 @@ from tacotron.knobs import Knobs
 from tacotron.schedules import Schedule
 
 log = logging.getLogger(__name__)
+HEARTBEAT_S, GRACE_S = 5, 20
+MAX_RETRY = 2  # a trial that kills its worker twice more is given up
 SAMPLERS = ("tpe", "cmaes", "gp", "nsga2")
 SPACES = ("schedule", "constant")
 
@@ -115,12 +125,13 @@ def schedule_from_params(space: str, params: dict) -> Schedule:
     return SPACE_FNS[space][1](params)
 
 
-def _storage(url: str) -> optuna.storages.BaseStorage:
+def open_storage(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
     try:
-        return optuna.storages.RDBStorage(url)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                          failed_trial_callback=RetryFailedTrialCallback(max_retry=MAX_RETRY))
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as err:
         raise ValueError(f"optuna storage {url!r} cannot be opened: {err}") from err
 
@@ -143,7 +154,7 @@ def _out_of_budget(study: optuna.Study, cfg: OptunaConfig, trial_steps: int) -> 
     """True when one more full trial, on top of the finished and running ones, would pass the budget,
     or when the trial cap is reached."""
     trials = study.get_trials(deepcopy=False)
-    finished = sum(t.state.is_finished() for t in trials)
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)  # a failed one is retried
     running = sum(t.state == TrialState.RUNNING for t in trials)
     if cfg.n_trials and finished + running >= cfg.n_trials:
         return True
@@ -160,6 +171,7 @@ def _objective(env: TrainingEnv, instances: list[str], space: str, multi: bool, 
         schedule = schedule_from_params(space, SPACE_FNS[space][0](trial))
         scores, mels, aligned_steps, steps = [], [], [], 0
         trial.set_user_attr("threads", max(env.cfg.threads, 1))
+        trial.set_user_attr("worker_pid", os.getpid())  # which worker ran it (a killed one's trial is retried)
         for i, instance in enumerate(instances):
             info, _ = run_episode(env, schedule_decider(schedule), instance, seed + trial.number)
             steps += env.trainer.step_count
@@ -179,7 +191,7 @@ def _objective(env: TrainingEnv, instances: list[str], space: str, multi: bool, 
 def _run_worker(sampler: str, space: str, cfg: OptunaConfig, env_cfg: EnvConfig, instances: list[str],
                 name: str, storage_url: str, worker: int) -> None:
     multi = sampler == "nsga2"
-    study = optuna.load_study(study_name=name, storage=_storage(storage_url),
+    study = optuna.load_study(study_name=name, storage=open_storage(storage_url),
                               sampler=make_sampler(sampler, cfg.seed + 1000 * worker, cfg.n_startup_trials),
                               pruner=None if multi else _pruner(cfg.pruner, cfg.n_startup_trials))
     trial_steps = env_cfg.episode_steps * len(instances)
@@ -203,8 +215,11 @@ def optuna_search(sampler: str, cfg: OptunaConfig, env_cfg: EnvConfig, instances
     url = cfg.storage or default_storage
     name = study_name(prefix, sampler, space, cfg, env_cfg, instances)
     multi = sampler == "nsga2"
-    study = optuna.create_study(study_name=name, storage=_storage(url), load_if_exists=True,
+    storage = open_storage(url)
+    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
                                 directions=["minimize", "minimize"] if multi else ["maximize"])
+    if isinstance(storage, optuna.storages.JournalStorage):
+        _retry_orphans(study, storage)
     args = (sampler, space, cfg, replace(env_cfg, threads=1 if cfg.workers > 1 else env_cfg.threads), instances,
             name, url)
     if cfg.workers == 1:
@@ -218,7 +233,18 @@ def optuna_search(sampler: str, cfg: OptunaConfig, env_cfg: EnvConfig, instances
             p.join()
         if any(p.exitcode != 0 for p in procs):
             raise RuntimeError(f"an Optuna worker of study {name} failed (exit codes {[p.exitcode for p in procs]})")
-    return optuna.load_study(study_name=name, storage=_storage(url))
+    return optuna.load_study(study_name=name, storage=open_storage(url))
+
+
+def _retry_orphans(study: optuna.Study, storage: optuna.storages.BaseStorage) -> None:
+    """Fail the trials a killed search left running and queue each again with its parameters."""
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        log.warning("trial %d of study %s was left running by a killed search; retrying it", trial.number,
+                    study.study_name)
+        RetryFailedTrialCallback(max_retry=MAX_RETRY)(study, storage.get_trial(trial_id))
 
 
 def search_cost(study: optuna.Study) -> tuple[int, float, list[dict]]:

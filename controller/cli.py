@@ -26,6 +26,7 @@ from controller.train import ControllerConfig, train_controller
 from env.bank import build_bank
 from env.instances import CONFIG_DIR, load_instance_set
 from env.training_env import EnvConfig
+from tacotron.checkpoint import CheckpointWriteError
 from tacotron.proxy import ProxyOptions, generate_proxy_corpus, parse_instance
 from tacotron.run import RunConfig, train_run
 
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         run(cfg)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, CheckpointWriteError) as err:
         print(f"tacotune: error: {err}", file=sys.stderr)
         return 1
     return 0

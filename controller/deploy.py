@@ -21,7 +21,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from tqdm import tqdm
 
 from controller.plots import plot_knob_trajectories
-from controller.policy_io import load_env_config
+from controller.policy_io import load_env_config, load_policy_files
 from env.training_env import EnvConfig, TrainingEnv
 from tacotron import checkpoint
 from tacotron.knobs import write_knob_csv
@@ -70,15 +70,12 @@ def deployment_env_config(trained: EnvConfig, max_steps: int, cadence: str = "fi
 def load_policy(policy_dir: Path, env: TrainingEnv) -> tuple[PPO, VecNormalize]:
     """The PPO model and frozen observation statistics; refuses a policy that does not fit ``env``."""
     policy_dir = Path(policy_dir)
-    if not (policy_dir / "model.zip").is_file():
-        raise FileNotFoundError(f"{policy_dir} has no model.zip; pass policy=<dir written by controller train>")
-    model = PPO.load(policy_dir / "model.zip", device="cpu")
+    model, stats = load_policy_files(policy_dir, DummyVecEnv([lambda: env]), device="cpu")
     for kind in ("observation", "action"):
         want, got = getattr(model, f"{kind}_space").shape, getattr(env, f"{kind}_space").shape
         if want != got:
             raise ValueError(f"policy {policy_dir} expects {kind} shape {want} but this env has {got}; "
                              f"it was trained with another observation or action configuration")
-    stats = VecNormalize.load(str(policy_dir / "vecnormalize.pkl"), DummyVecEnv([lambda: env]))
     stats.training, stats.norm_reward = False, False
     return model, stats
 
@@ -92,11 +89,9 @@ def deploy(cfg: DeployConfig, progress: bool = True) -> dict:
     model, stats = load_policy(Path(cfg.policy), env)
     obs, _ = env.reset(seed=cfg.seed)
     rows, history = [], []
-    progress_path = out / "progress.json"
-    if cfg.resume and progress_path.is_file():
-        # progress.json is written after the checkpoint it names, so the two always match
-        saved = json.loads(progress_path.read_text())
-        obs = env.resume_episode(out / "checkpoints" / saved["checkpoint"], saved["episode"])
+    resumed = checkpoint.restore_newest(out / "checkpoints", env.resume_episode) if cfg.resume else None
+    if resumed is not None:
+        _, (obs, saved) = resumed
         rows, history = saved["knobs"], saved["history"]
     bar = tqdm(total=cfg.max_steps, initial=env.trainer.step_count, desc=f"deploy on {cfg.data}", disable=not progress)
     done, info, n = False, {}, 0
@@ -109,10 +104,8 @@ def deploy(cfg: DeployConfig, progress: bool = True) -> dict:
         history.append({"step": env.trainer.step_count, "score": info["score"]})
         bar.update(env.trainer.step_count - step)
         if n % cfg.ckpt_every == 0 or done:
-            name = f"step_{env.trainer.step_count}.pt"
-            env.trainer.save(out / "checkpoints" / name)
-            checkpoint.atomic_write_text(progress_path, json.dumps(
-                {"checkpoint": name, "knobs": rows, "history": history, "episode": env.episode_state()}))
+            env.save_episode(out / "checkpoints" / f"step_{env.trainer.step_count}.pt",
+                             {"knobs": rows, "history": history})
     bar.close()
     env.close()
     summary = {"data": cfg.data, "model": cfg.model, "max_steps": cfg.max_steps,

@@ -55,7 +55,7 @@ def policy_cost(policy_dir: Path) -> dict:
     steps = meta["num_timesteps"] * trained.steps_per_action
     cpu = meta.get("train_seconds", 0.0) * meta.get("n_envs", 2) * max(trained.threads, 1)
     if trained.start == "bank":
-        bank = bank_cost(bank_root(training_instances(trained), trained, trained.bank))
+        bank = meta.get("bank_cost") or bank_cost(bank_root(training_instances(trained), trained, trained.bank))
         steps, cpu = steps + bank["steps"], cpu + bank["cpu_seconds"]
     return {"search_steps": int(steps), "search_cpu_s": float(cpu)}
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from controller.policy_io import env_config_from_dict
+from controller.ray_vec_env import init_ray
 from controller.runs import run_record, test_check
 from env.training_env import EnvConfig, TrainingEnv
 from tacotron.knobs import KNOB_NAMES, Knobs
@@ -49,7 +50,7 @@ def _member(config: dict, fixed: dict) -> None:
     history = {"checks": [], "knobs": []}
     if (ckpt := tune.get_checkpoint()) is not None:
         with ckpt.as_directory() as folder:
-            env.resume_episode(Path(folder) / "trainer.pt", json.loads((Path(folder) / "episode.json").read_text()))
+            env.resume_episode(Path(folder) / "trainer.pt")
             history = json.loads((Path(folder) / "history.json").read_text())
     eval_every = fixed["eval_every"]
     env.after_optimizer_step = (lambda tr: history["checks"].append(test_check(tr))
@@ -63,9 +64,8 @@ def _member(config: dict, fixed: dict) -> None:
         if done and (not history["checks"] or history["checks"][-1]["step"] != env.trainer.step_count):
             history["checks"].append(test_check(env.trainer))
         with tempfile.TemporaryDirectory() as folder:
-            env.trainer.save(Path(folder) / "trainer.pt")
+            env.save_episode(Path(folder) / "trainer.pt")
             (Path(folder) / "history.json").write_text(json.dumps(history))
-            (Path(folder) / "episode.json").write_text(json.dumps(env.episode_state()))
             tune.report({"score": info["score"], "step": env.trainer.step_count, "diverged": bool(info.get("diverged")),
                          "rollbacks": info["rollbacks_total"] if done else 0},
                         checkpoint=tune.Checkpoint.from_directory(folder))
@@ -74,16 +74,13 @@ def _member(config: dict, fixed: dict) -> None:
 
 def run_pbt(spec: dict, env_cfg: EnvConfig, instance: str, seed: int, eval_every: int) -> dict:
     """One PBT run on ``instance`` -> the same record as ``controller.compare.run_one``."""
-    import ray
     from ray import tune
     from ray.tune.schedulers import PopulationBasedTraining
     from tacotron.proxy import cache_root
     random.seed(seed)  # PBT's explore draws from Python's and NumPy's global generators
     np.random.seed(seed)
     started = time.perf_counter()
-    if not ray.is_initialized():
-        ray.init(num_cpus=None if os.environ.get("RAY_ADDRESS") else CPUS, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+    init_ray(CPUS)
     space = _space(env_cfg)
     interval = env_cfg.steps_per_action
     scheduler = PopulationBasedTraining(time_attr="step", perturbation_interval=interval, hyperparam_mutations=space)

@@ -13,11 +13,15 @@ import shutil
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecNormalize
 
 from env.training_env import EnvConfig
+from tacotron.checkpoint import CheckpointError
 
 
 def save_policy(model, directory: Path, env_cfg: EnvConfig, meta: dict | None = None) -> None:
+    """Write the policy directory whole or not at all (temp folder, then rename)."""
     directory = Path(directory)
     tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -29,6 +33,21 @@ def save_policy(model, directory: Path, env_cfg: EnvConfig, meta: dict | None = 
     (tmp / "meta.json").write_text(json.dumps({"num_timesteps": model.num_timesteps, **(meta or {})}))
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(tmp, directory)
+
+
+def load_policy_files(directory: Path, venv, **ppo_kwargs) -> tuple[PPO, VecNormalize]:
+    """The PPO model and VecNormalize statistics of a policy directory that this tool wrote (SB3's
+    loader unpickles: never point it at files from elsewhere). Damage raises ``CheckpointError``."""
+    directory = Path(directory)
+    for name in ("model.zip", "vecnormalize.pkl"):
+        if not (directory / name).is_file():
+            raise CheckpointError(f"{directory} has no {name}; pass a policy directory written by controller train")
+    try:
+        stats = VecNormalize.load(str(directory / "vecnormalize.pkl"), venv)
+        model = PPO.load(directory / "model.zip", **ppo_kwargs)
+    except Exception as err:  # a truncated zip or pickle: one clear answer
+        raise CheckpointError(f"policy directory {directory} is damaged ({type(err).__name__}: {err})") from err
+    return model, stats
 
 
 def load_env_config(directory: Path) -> EnvConfig:

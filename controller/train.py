@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,10 +23,10 @@ from stable_baselines3.common.vec_env import VecNormalize
 from controller.callbacks import (CheckpointCallback, EpisodeLogCallback, HeldOutEvalCallback, ProgressCallback,
                                   TimeBudgetCallback, TrainingClock)
 from controller.deploy import deployment_env_config
-from controller.policy_io import load_meta, save_policy
+from controller.policy_io import load_meta, load_policy_files, save_policy
 from controller.surrogate import SurrogateConfig, surrogate_vec_env
-from controller.vec_env import proxy_vec_env
-from env.bank import build_bank
+from controller.vec_env import VEC_ENVS, proxy_vec_env
+from env.bank import bank_cost, build_bank
 from env.instances import load_instance_set
 from env.training_env import EnvConfig
 from tacotron import checkpoint
@@ -54,7 +55,9 @@ class PPOConfig:
 class ControllerConfig:
     out_dir: str = "runs/controller"
     total_timesteps: int = 2000  # env steps over all envs
-    n_envs: int = 2  # parallel proxy runs (SubprocVecEnv, spawn)
+    n_envs: int = 2  # parallel proxy runs
+    vec_env: str = "subprocess"  # subprocess: local processes | ray: Ray actors (restarted when they die)
+    ray_address: str | None = None  # vec_env=ray: a cluster to join (e.g. ray://head:10001); default local
     seed: int = 0
     resume: bool = False
     checkpoint_every: int = 200
@@ -71,6 +74,8 @@ class ControllerConfig:
         for key in ("total_timesteps", "n_envs", "checkpoint_every", "eval_steps"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}={getattr(self, key)} must be >= 1")
+        if self.vec_env not in VEC_ENVS:
+            raise ValueError(f"vec_env={self.vec_env!r} must be one of {VEC_ENVS}")
 
 
 def pretrain_on_surrogate(model: PPO, venv: VecNormalize, cfg: ControllerConfig) -> dict:
@@ -90,18 +95,26 @@ def train_controller(cfg: ControllerConfig) -> Path:
     """Train (or resume) and write the final policy directory ``out_dir/policy``; returns it. With
     bank-started episodes, builds (or finishes) the warm-start bank first; its cost is the policy's too."""
     out = Path(cfg.out_dir)
+    bank = {}
     if cfg.env.start == "bank":
-        build_bank(list(cfg.env.instances) or load_instance_set(cfg.env.instance_set), cfg.env, cfg.env.bank)
+        started = time.perf_counter()
+        root = build_bank(list(cfg.env.instances) or load_instance_set(cfg.env.instance_set), cfg.env, cfg.env.bank)
+        # The bank's cost travels with the policy (its search cost), and this call's wall time (0 when cached).
+        bank = {"bank_cost": bank_cost(root), "bank_wall_seconds": time.perf_counter() - started}
     ckpt_dir = out / "checkpoints"
     heldout = load_instance_set(cfg.heldout_set)
-    venv = VecNormalize(proxy_vec_env(cfg.env, cfg.n_envs, cfg.seed), norm_obs=True, norm_reward=True,
+    venv = VecNormalize(proxy_vec_env(cfg.env, cfg.n_envs, cfg.seed, cfg.vec_env, cfg.ray_address),
+                        norm_obs=True, norm_reward=True,
                         gamma=cfg.ppo.gamma)
-    latest = checkpoint.latest(ckpt_dir, "step_*") if cfg.resume else None
     ppo_kwargs = {k: v for k, v in dataclasses.asdict(cfg.ppo).items() if k not in ("net_arch", "log_std_init")}
     tb = str(out / "tb") if cfg.tensorboard else None
-    if latest is not None:
-        venv = VecNormalize.load(str(latest / "vecnormalize.pkl"), venv.venv)
-        model = PPO.load(latest / "model.zip", env=venv, tensorboard_log=tb)
+    resumed = checkpoint.restore_newest(ckpt_dir, lambda path: load_policy_files(path, venv.venv), "step_*") \
+        if cfg.resume else None
+    latest = resumed[0] if resumed else None
+    if resumed is not None:
+        model, venv = resumed[1]
+        model.set_env(venv)
+        model.tensorboard_log = tb
         log.info("resumed PPO from %s at %d env steps", latest, model.num_timesteps)
     else:
         model = PPO("MlpPolicy", venv, seed=cfg.seed, verbose=0, tensorboard_log=tb,
@@ -124,7 +137,7 @@ def train_controller(cfg: ControllerConfig) -> Path:
         model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=latest is None,
                     tb_log_name="ppo")
     policy_dir = out / "policy"
-    save_policy(model, policy_dir, cfg.env, meta={"train_seconds": clock.seconds(), "n_envs": cfg.n_envs})
+    save_policy(model, policy_dir, cfg.env, meta={"train_seconds": clock.seconds(), "n_envs": cfg.n_envs, **bank})
     (policy_dir / "instances.json").write_text(json.dumps(
         {"train": list(cfg.env.instances) or load_instance_set(cfg.env.instance_set), "heldout": heldout}, indent=2))
     venv.close()

@@ -195,25 +195,31 @@ class TrainingEnv(gym.Env):
         """The latest ``ValStats`` (with the inference alignment in ``extras``)."""
         return self._val
 
-    def episode_state(self) -> dict:
-        """What the episode has measured beyond the trainer (JSON-able), for ``resume_episode``."""
-        return {"aligned_at": self._aligned_at, "initial_score": self._initial_score, "checks": self._checks,
-                "trajectory": self._trajectory, "env_steps": self._env_steps, "start": self._start}
+    def save_episode(self, path: Path, extra: dict | None = None) -> None:
+        """Checkpoint the run with what the episode has measured (and the caller's JSON-able ``extra``)."""
+        state = {"aligned_at": self._aligned_at, "initial_score": self._initial_score, "checks": self._checks,
+                 "trajectory": self._trajectory, "env_steps": self._env_steps, "start": self._start,
+                 "obs": self._obs.tolist(), "val_score": self._score}
+        self.trainer.save(path, (extra or {}) | {"episode": state})
 
-    def resume_episode(self, path: Path, state: dict) -> np.ndarray:
-        """Continue the current episode from a trainer checkpoint and its ``episode_state`` (deploy's
-        resume): the alignment step, the initial score and the knob trajectory are kept -> observation."""
-        self.trainer.restore(path)
+    def resume_episode(self, path: Path) -> tuple[np.ndarray, dict]:
+        """Continue the current episode from a ``save_episode`` checkpoint, keeping the alignment step,
+        the initial score and the knob trajectory -> (observation, the caller's extra). A damaged file
+        raises ``tacotron.checkpoint.CheckpointError``."""
+        extra = self.trainer.restore(path)
+        state = extra.pop("episode")
         self._aligned_at, self._initial_score = state["aligned_at"], state["initial_score"]
         self._checks = [tuple(c) for c in state["checks"]]
         self._trajectory, self._env_steps, self._start = state["trajectory"], state["env_steps"], state["start"]
-        self._val = self.trainer.validate()
-        self._score = self._val.score
-        return self._observe([])
+        self._val = self.trainer.validate()  # deterministic: the validation the saved observation came from
+        self._score = state["val_score"]
+        self._obs = np.array(state["obs"], dtype=np.float32)  # with the window features the kill lost
+        return self._obs, extra
 
     def _observe(self, window) -> np.ndarray:
-        return build_observation(window, self._val, self.trainer.knobs, self.trainer.step_count, self._aligned_at,
-                                 self.cfg.actions)
+        self._obs = build_observation(window, self._val, self.trainer.knobs, self.trainer.step_count,
+                                      self._aligned_at, self.cfg.actions)
+        return self._obs
 
     @property
     def aligned_at(self) -> int | None:

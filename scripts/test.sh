@@ -3,6 +3,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
+# A local PostgreSQL for the multi-worker Optuna tests (root only; without it they skip, except in CI).
+bash scripts/postgres.sh >/dev/null || exit 1
 .venv/bin/python -m pytest -q "$@"
 rc=$?
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass.

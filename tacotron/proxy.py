@@ -20,7 +20,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from tacotron.audio import load_wav
-from tacotron.text import normalize
+from tacotron.text import check_voice, espeak, normalize, require_espeak
 
 log = logging.getLogger(__name__)
 SAMPLE_RATE = 22050  # espeak-ng's native rate; no resampling needed
@@ -55,6 +55,7 @@ class ProxySpec:
     max_words: int = 5
 
     def __post_init__(self) -> None:
+        check_voice(self.voice)
         if not 80 <= self.rate <= 450:
             raise ValueError(f"proxy rate={self.rate} is outside espeak-ng's range [80, 450]")
         if self.n_utts < 3:
@@ -97,8 +98,7 @@ def make_sentences(n: int, seed: int, min_words: int, max_words: int) -> list[st
 
 
 def _synthesise(text: str, voice: str, rate: int, path: Path) -> None:
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-w", str(path), text],
-                   check=True, capture_output=True)
+    espeak(["-v", check_voice(voice), "-s", str(rate), "-w", str(path)], text)
     # espeak-ng pads with silence; trimming it keeps proxy steps short.
     wav, _ = librosa.effects.trim(load_wav(path, SAMPLE_RATE), top_db=40)
     sf.write(str(path), wav, SAMPLE_RATE, subtype="PCM_16")
@@ -110,8 +110,7 @@ def generate_proxy_corpus(spec: ProxySpec, root: Path | None = None, progress: b
     out = root / spec.dirname()
     if (out / "metadata.csv").exists():
         return out
-    if shutil.which("espeak-ng") is None:
-        raise FileNotFoundError("espeak-ng is not installed; proxy corpora need it (apt-get install espeak-ng)")
+    require_espeak()
     tmp = root / f".{spec.dirname()}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "wavs").mkdir(parents=True)

@@ -114,12 +114,11 @@ def train_run(cfg: RunConfig, knob_fn: Schedule | None = None, progress: bool = 
     corpus = load_data(cfg.data, cfg.proxy, cfg.audio, cfg.dataset, progress)
     trainer = build_trainer(cfg, corpus, out / "tb" if cfg.tensorboard else None)
     history, knob_rows = [], []
-    latest = checkpoint.latest(out / "checkpoints") if cfg.resume else None
-    if latest is not None:
-        trainer.restore(latest)
-        saved = json.loads((out / "progress.json").read_text())
+    resumed = checkpoint.restore_newest(out / "checkpoints", trainer.restore) if cfg.resume else None
+    if resumed is not None:
+        path, saved = resumed
         history, knob_rows = saved["history"], saved["knobs"]
-        log.info("resumed %s at step %d", latest, trainer.step_count)
+        log.info("resumed %s at step %d", path, trainer.step_count)
     bar = tqdm(total=cfg.max_steps, initial=trainer.step_count, desc=f"train {cfg.model} on {cfg.data}",
                disable=not progress)
     while trainer.step_count < cfg.max_steps:
@@ -134,8 +133,8 @@ def train_run(cfg: RunConfig, knob_fn: Schedule | None = None, progress: bool = 
             bar.set_postfix(mel_dtw=f"{history[-1]['infer_mel_dtw']:.3f}",
                             diag=f"{history[-1]['infer_diagonality']:.2f}", loss=f"{stats.mel_post:.3f}")
         if trainer.step_count % cfg.ckpt_every == 0 or done:
-            trainer.save(out / "checkpoints" / f"step_{trainer.step_count}.pt")
-            checkpoint.atomic_write_text(out / "progress.json", json.dumps({"history": history, "knobs": knob_rows}))
+            trainer.save(out / "checkpoints" / f"step_{trainer.step_count}.pt",
+                         extra={"history": history, "knobs": knob_rows})
     bar.close()
     summary = RunSummary(final=history[-1], steps_to_align=history_steps_to_align(history),
                          rollbacks=trainer.rollbacks, history=history)

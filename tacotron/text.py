@@ -28,13 +28,32 @@ def normalize(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower())
 
 
+VOICE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+\-]*")  # espeak-ng voice names, e.g. en-us+f3
+
+
+def require_espeak() -> None:
+    if shutil.which("espeak-ng") is None:
+        raise FileNotFoundError("espeak-ng is not installed; proxy speech and phonemes need it "
+                                "(apt-get install espeak-ng)")
+
+
+def espeak(options: list[str], text: str) -> subprocess.CompletedProcess:
+    """Run espeak-ng with ``options`` on ``text``. The text goes through stdin (``--stdin``), never the
+    command line, so a transcript that starts with ``-`` or holds shell metacharacters is spoken
+    literally: it can be neither an option nor a command (and no shell is involved)."""
+    require_espeak()
+    return subprocess.run(["espeak-ng", *options, "--stdin"], input=text.encode(), check=True, capture_output=True)
+
+
+def check_voice(voice: str) -> str:
+    if not VOICE_PATTERN.fullmatch(voice):
+        raise ValueError(f"espeak-ng voice {voice!r} is not a voice name (letters, digits, '-', '_', '+')")
+    return voice
+
+
 def phonemize(text: str, voice: str = "en-us") -> str:
     """IPA transcription by espeak-ng (deterministic)."""
-    if shutil.which("espeak-ng") is None:
-        raise FileNotFoundError("espeak-ng is not installed; phoneme input needs it (apt-get install espeak-ng)")
-    out = subprocess.run(["espeak-ng", "-q", "--ipa", "-v", voice, text],
-                         check=True, capture_output=True, text=True).stdout
-    return normalize(out)
+    return normalize(espeak(["-q", "--ipa", "-v", check_voice(voice)], text).stdout.decode())
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import math
 from dataclasses import asdict, dataclass, field, fields
@@ -298,11 +299,13 @@ class Trainer:
             "config": {"model": asdict(self.model_cfg), "trainer": asdict(self.cfg), "loss": asdict(self.loss_cfg)},
         }
 
-    def save(self, path: Path) -> None:
-        checkpoint.atomic_save(self.state_dict(), path)
+    def save(self, path: Path, extra: dict | None = None) -> None:
+        """Write a checkpoint; ``extra`` (JSON-able: a run's history, an episode's state) travels in it,
+        so each checkpoint is self-contained and an older one is as good a resume point as the newest."""
+        checkpoint.atomic_save(self.state_dict() | {"extra": json.dumps(extra or {})}, path)
 
-    def restore(self, path: Path) -> None:
-        """Continue exactly from a checkpoint written by ``save`` (same corpus and config)."""
+    def restore(self, path: Path) -> dict:
+        """Continue exactly from a checkpoint written by ``save`` (same corpus and config) -> its extra."""
         state = checkpoint.load(path)
         saved_model = state["config"]["model"]
         if saved_model != asdict(self.model_cfg):
@@ -316,3 +319,4 @@ class Trainer:
         self._rng = (state["rng"], state["cuda_rng"] if self.device.type == "cuda" else None)
         self.set_knobs(Knobs(**state["knobs"]))
         self._snapshot = self._take_snapshot()
+        return json.loads(state.get("extra", "{}"))

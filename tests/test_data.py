@@ -1,5 +1,6 @@
 import logging
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,3 +168,28 @@ def test_text_frontend_phonemes():
     assert ids != chars and len(ids) > 5
     with pytest.raises(ValueError, match="text.mode"):
         TextFrontend(mode="bytes")
+
+
+HOSTILE = ["--help", "-v de -s 80 hallo", "-w /tmp/tacotune_evil.wav hello", "$(touch /tmp/tacotune_pwned)",
+           "`touch /tmp/tacotune_pwned`; rm -rf / | cat && echo", "'\"quoted\" \\ back\nslash"]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_transcripts_are_spoken_literally_never_parsed_as_options(text, tmp_path):
+    """Text reaches espeak-ng through stdin: a leading '-' is no option and metacharacters run nothing."""
+    from tacotron.proxy import _synthesise
+    from tacotron.text import phonemize
+    ipa = phonemize(text)
+    assert ipa and "espeak" not in ipa and "usage" not in ipa  # not the help text
+    assert phonemize(text) == phonemize(" " + text)  # as spoken after a space: the option reading is gone
+    wav = tmp_path / "out.wav"
+    _synthesise(text, "en-us", 170, wav)
+    assert sf.info(str(wav)).frames > 0.2 * 22050
+    assert not any(Path("/tmp").glob("tacotune_pwned*")) and not Path("/tmp/tacotune_evil.wav").exists()
+
+
+def test_voice_names_cannot_smuggle_options():
+    for voice in ("-w /tmp/x.wav", "--stdout", "en us", "en;ls"):
+        with pytest.raises(ValueError, match="not a voice name"):
+            ProxySpec(voice=voice)
+    ProxySpec(voice="en-us+f3")
