@@ -10,7 +10,7 @@ on one shared storage, and their names carry a hash of everything that defines t
 
 A killed worker loses no trial. On an RDB storage (PostgreSQL, MySQL, SQLite) every running trial
 beats every ``HEARTBEAT_S`` seconds; one silent for ``GRACE_S`` is failed by the next worker to start
-a trial, and ``RetryFailedTrialCallback`` queues it again with the same parameters, so workers on
+a trial, and ``RetryHeartbeatStaleTrialCallback`` queues it again with the same parameters, so workers on
 other machines take over. A journal file belongs to one search process (and its workers) at a time:
 trials it finds still running when it starts were left by a killed search and are retried the same way.
 """
@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import optuna
 import sqlalchemy.exc
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from controller.episodes import run_episode, schedule_decider
@@ -131,7 +131,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
     try:
         return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                          failed_trial_callback=RetryFailedTrialCallback(max_retry=MAX_RETRY))
+                                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as err:
         raise ValueError(f"optuna storage {url!r} cannot be opened: {err}") from err
 
@@ -244,7 +244,7 @@ def _retry_orphans(study: optuna.Study, storage: optuna.storages.BaseStorage) ->
         storage.set_trial_state_values(trial_id, TrialState.FAIL)
         log.warning("trial %d of study %s was left running by a killed search; retrying it", trial.number,
                     study.study_name)
-        RetryFailedTrialCallback(max_retry=MAX_RETRY)(study, storage.get_trial(trial_id))
+        RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, storage.get_trial(trial_id))
 
 
 def search_cost(study: optuna.Study) -> tuple[int, float, list[dict]]:

@@ -37,15 +37,24 @@ def save_policy(model, directory: Path, env_cfg: EnvConfig, meta: dict | None = 
 
 def load_policy_files(directory: Path, venv, **ppo_kwargs) -> tuple[PPO, VecNormalize]:
     """The PPO model and VecNormalize statistics of a policy directory that this tool wrote (SB3's
-    loader unpickles: never point it at files from elsewhere). Damage raises ``CheckpointError``."""
+    loader unpickles: never point it at files from elsewhere), for ``venv``. Damage raises
+    ``CheckpointError``; a policy made for other observation or action spaces, ``ValueError``."""
     directory = Path(directory)
     for name in ("model.zip", "vecnormalize.pkl"):
         if not (directory / name).is_file():
             raise CheckpointError(f"{directory} has no {name}; pass a policy directory written by controller train")
     try:
-        stats = VecNormalize.load(str(directory / "vecnormalize.pkl"), venv)
         model = PPO.load(directory / "model.zip", **ppo_kwargs)
     except Exception as err:  # a truncated zip or pickle: one clear answer
+        raise CheckpointError(f"policy directory {directory} is damaged ({type(err).__name__}: {err})") from err
+    for kind in ("observation", "action"):
+        want, got = getattr(model, f"{kind}_space").shape, getattr(venv, f"{kind}_space").shape
+        if want != got:
+            raise ValueError(f"policy {directory} expects {kind} shape {want} but this env has {got}; "
+                             f"it was trained with another observation or action configuration")
+    try:
+        stats = VecNormalize.load(str(directory / "vecnormalize.pkl"), venv)
+    except Exception as err:
         raise CheckpointError(f"policy directory {directory} is damaged ({type(err).__name__}: {err})") from err
     return model, stats
 

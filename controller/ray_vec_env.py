@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
@@ -19,6 +20,7 @@ from env.training_env import EnvConfig
 
 log = logging.getLogger(__name__)
 MAX_RESTARTS = 3  # per actor
+RESTART_TIMEOUT_S = 300  # how long a restarting actor may take to answer again
 
 
 def init_ray(num_cpus: int | None, address: str | None = None) -> None:
@@ -120,7 +122,15 @@ class RayVecEnv(VecEnv):
         """Actor i died mid-step: Ray restarts it; its episode ends truncated and a fresh one starts."""
         self.restarts += 1
         log.warning("proxy env actor %d died (%s); restarted, its episode is truncated", i, type(err).__name__)
-        obs, _ = self._ray.get(self.actors[i].reset.remote(None))
+        deadline = time.monotonic() + RESTART_TIMEOUT_S
+        while True:  # calls fail while Ray brings the actor back
+            try:
+                obs, _ = self._ray.get(self.actors[i].reset.remote(None))
+                break
+            except self._ray.exceptions.ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         return obs, 0.0, True, {"terminal_observation": self._last_obs[i], "TimeLimit.truncated": True,
                                 "actor_restarted": True}
 

@@ -28,6 +28,8 @@ class KnobSpec:
     frozen: bool = False
 
     def __post_init__(self) -> None:
+        # Floats whatever the source (Python ints, YAML, JSON), so config hashes agree across them.
+        self.low, self.high, self.step = float(self.low), float(self.high), float(self.step)
         if not self.low <= self.high:
             raise ValueError(f"knob bounds low={self.low} must be <= high={self.high}")
 

@@ -23,4 +23,5 @@ as_postgres "psql -tAc \"SELECT 1 FROM pg_roles WHERE rolname='$user'\"" | grep 
   || as_postgres "createuser $user"
 as_postgres "psql -tAc \"SELECT 1 FROM pg_database WHERE datname='tacotune'\"" | grep -q 1 \
   || as_postgres "createdb -O $user tacotune"
+as_postgres "psql -qc \"ALTER DATABASE tacotune OWNER TO $user\""  # its public schema follows the owner
 echo "$URL"

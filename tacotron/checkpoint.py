@@ -35,9 +35,10 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # torch.save turns a failed write into a RuntimeError on close
         tmp.unlink(missing_ok=True)
-        raise CheckpointWriteError(f"could not write {path} ({err.strerror or err}); "
+        cause = err.__context__ if isinstance(err, RuntimeError) and isinstance(err.__context__, OSError) else err
+        raise CheckpointWriteError(f"could not write {path} ({getattr(cause, 'strerror', None) or cause}); "
                                    f"the previous version, if any, is intact") from err
 
 

@@ -50,15 +50,20 @@ def _kill_when(cmd: list[str], ready, timeout: float = 600) -> None:
 
 # --- kill -9, then resume ----------------------------------------------------------------------
 
+def _whole_and_killed_then_resumed(args: list[str], tmp_path: Path, kill_at: str) -> tuple[dict, dict]:
+    """Run the CLI command whole into ``whole/``; run it into ``killed/``, SIGKILL it once
+    ``checkpoints/<kill_at>`` exists, resume it -> both ``summary.json``s."""
+    _run(_cli(*args, f"out_dir='{tmp_path / 'whole'}'"))
+    out = tmp_path / "killed"
+    _kill_when(_cli(*args, f"out_dir='{out}'"), lambda: (out / "checkpoints" / kill_at).exists())
+    _run(_cli(*args, f"out_dir='{out}'", "resume=true"))
+    return tuple(json.loads((tmp_path / name / "summary.json").read_text()) for name in ("whole", "killed"))
+
+
 @pytest.mark.slow
 def test_killed_train_resumes_to_the_uninterrupted_result(tiny_corpus_dir, tmp_path):
     args = ["train", f"data='{tiny_corpus_dir}'", "schedule=hand", "max_steps=30", "val_every=5", "ckpt_every=10", *TINY]
-    _run(_cli(*args, f"out_dir='{tmp_path / 'whole'}'"))
-    out = tmp_path / "killed"
-    _kill_when(_cli(*args, f"out_dir='{out}'"), lambda: (out / "checkpoints" / "step_10.pt").exists())
-    _run(_cli(*args, f"out_dir='{out}'", "resume=true"))
-    whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
-    resumed = json.loads((out / "summary.json").read_text())
+    whole, resumed = _whole_and_killed_then_resumed(args, tmp_path, "step_10.pt")
     assert resumed == whole  # the same history, final figures and knobs as the uninterrupted run
 
 
@@ -78,15 +83,10 @@ def tiny_policy(tiny_corpus_dir, tmp_path_factory):
 def test_killed_deploy_resumes_with_what_it_had_measured(tiny_corpus_dir, tiny_policy, tmp_path):
     args = ["controller", "deploy", f"policy='{tiny_policy}'", f"data='{tiny_corpus_dir}'", "max_steps=16",
             "ckpt_every=1", "threads=1", "tensorboard=false"]
-    _run(_cli(*args, f"out_dir='{tmp_path / 'whole'}'"))
-    out = tmp_path / "killed"
-    _kill_when(_cli(*args, f"out_dir='{out}'"), lambda: (out / "checkpoints" / "step_8.pt").exists())
-    _run(_cli(*args, f"out_dir='{out}'", "resume=true"))
-    whole = json.loads((tmp_path / "whole" / "summary.json").read_text())
-    resumed = json.loads((out / "summary.json").read_text())
+    whole, resumed = _whole_and_killed_then_resumed(args, tmp_path, "step_8.pt")
     for key in ("final_score", "steps_to_align", "final_val", "score_history"):
         assert resumed[key] == whole[key], key
-    assert (out / "knobs.csv").read_text() == (tmp_path / "whole" / "knobs.csv").read_text()
+    assert (tmp_path / "killed" / "knobs.csv").read_text() == (tmp_path / "whole" / "knobs.csv").read_text()
 
 
 @pytest.mark.slow
@@ -184,8 +184,8 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_injected_nan_and_inf_roll_back_and_saved_weights_stay_finite(tiny_corpus_dir, tmp_path):
-    """A gradient hook poisons one gradient with NaN at step 4, a forward hook the loss input with Inf at
-    step 7; the run goes on to the end, rolls back twice, and every checkpoint it saved is finite."""
+    """A gradient hook poisons one gradient with NaN at step 4, a forward hook the postnet's output (so the
+    loss) with Inf at step 7; the run goes on to the end, rolls back twice, and every checkpoint it saved is finite."""
     script = textwrap.dedent(f"""
         import json, torch
         from tacotron.run import RunConfig, train_run
@@ -201,7 +201,7 @@ def test_injected_nan_and_inf_roll_back_and_saved_weights_stay_finite(tiny_corpu
             original_init(self, *args, **kwargs)
             weight = self.model.decoder.frame_projection.weight
             weight.register_hook(lambda g: g * float("nan") if self.step_count == 4 else g)
-            self.model.decoder.frame_projection.register_forward_hook(
+            self.model.postnet.register_forward_hook(
                 lambda m, i, out: out * float("inf") if self.step_count == 7 and m.training else out)
         trainer_module.Trainer.__init__ = poisoned_init
         summary = train_run(cfg, progress=False)

@@ -75,7 +75,7 @@ def _running(study_fn, pid: int) -> bool:
 
 @pytest.mark.slow
 def test_killed_journal_search_retries_its_running_trial(tiny_corpus_dir, tmp_path):
-    env = _env(tiny_corpus_dir, 8)
+    env = _env(tiny_corpus_dir, 40)  # trials of a few seconds, so the kill lands inside one
     cfg = OptunaConfig(n_trials=3, pruner="none", workers=1, storage=f"journal:{tmp_path / 'j.log'}")
     proc = _worker(env, cfg)
     _wait_for(lambda: _running(lambda: _study(env, cfg), proc.pid), proc)
@@ -107,7 +107,7 @@ def test_postgres_worker_killed_mid_trial_is_taken_over(tiny_corpus_dir, tmp_pat
     """Two workers on one study; one is SIGKILLed mid-trial; the other fails the silent trial after the
     grace period and runs it again with the same parameters. Prints the takeover time."""
     url = _postgres_or_skip()
-    env = _env(tiny_corpus_dir, 6)
+    env = _env(tiny_corpus_dir, 20)
     cfg = OptunaConfig(n_trials=16, pruner="none", workers=1, storage=url, seed=int(time.time()))  # a fresh study
     victim, survivor = _worker(env, cfg), _worker(env, cfg)
     _wait_for(lambda: _running(lambda: _study(env, cfg), victim.pid), victim)
