@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
 import tempfile
 import time
@@ -44,7 +43,6 @@ def _member(config: dict, fixed: dict) -> None:
     """One population member: reports its val score every interval, with a checkpoint to exploit.
     ``config`` holds its knobs (what PBT perturbs); ``fixed`` the run every member shares."""
     from ray import tune
-    os.environ["TACOTUNE_CACHE"] = fixed["cache"]
     env = TrainingEnv(env_config_from_dict(fixed["env"]), instances=[fixed["instance"]])
     env.reset(seed=fixed["seed"], options={"instance": fixed["instance"]})
     history = {"checks": [], "knobs": []}
@@ -76,7 +74,6 @@ def run_pbt(spec: dict, env_cfg: EnvConfig, instance: str, seed: int, eval_every
     """One PBT run on ``instance`` -> the same record as ``controller.compare.run_one``."""
     from ray import tune
     from ray.tune.schedulers import PopulationBasedTraining
-    from tacotron.proxy import cache_root
     random.seed(seed)  # PBT's explore draws from Python's and NumPy's global generators
     np.random.seed(seed)
     started = time.perf_counter()
@@ -85,7 +82,7 @@ def run_pbt(spec: dict, env_cfg: EnvConfig, instance: str, seed: int, eval_every
     interval = env_cfg.steps_per_action
     scheduler = PopulationBasedTraining(time_attr="step", perturbation_interval=interval, hyperparam_mutations=space)
     fixed = {"env": dataclasses.asdict(dataclasses.replace(env_cfg, threads=1, log_dir=None)), "instance": instance,
-             "seed": seed, "eval_every": eval_every, "cache": str(cache_root().resolve())}
+             "seed": seed, "eval_every": eval_every}
     with tempfile.TemporaryDirectory() as storage:
         member = tune.with_resources(tune.with_parameters(_member, fixed=fixed), {"cpu": 1})
         tuner = tune.Tuner(member, param_space=space,

@@ -89,9 +89,9 @@ class RayVecEnv(VecEnv):
         self.actors = [remote.remote(dataclasses.asdict(dataclasses.replace(env_cfg, seed=s, threads=1)))
                        for s in self.seeds]
         self.restarts = 0
-        probe = _probe_spaces(env_cfg)
-        super().__init__(n_envs, probe.observation_space, probe.action_space)
-        self._last_obs = [np.zeros(probe.observation_space.shape, np.float32) for _ in range(n_envs)]
+        spaces = ray.get([self.actors[0].get_attr.remote(name) for name in ("observation_space", "action_space")])
+        super().__init__(n_envs, *spaces)
+        self._last_obs = [np.zeros(spaces[0].shape, np.float32) for _ in range(n_envs)]
         self._actions = None
 
     def reset(self) -> np.ndarray:
@@ -161,8 +161,3 @@ class RayVecEnv(VecEnv):
         from stable_baselines3.common.monitor import Monitor
         return [wrapper_class is Monitor] * len(self._get_indices(indices))
 
-
-def _probe_spaces(env_cfg: EnvConfig):
-    """The spaces of the env, without building a model or loading data (a bank is not needed either)."""
-    from env.training_env import TrainingEnv
-    return TrainingEnv(dataclasses.replace(env_cfg, start="scratch"))

@@ -199,7 +199,7 @@ class TrainingEnv(gym.Env):
         """Checkpoint the run with what the episode has measured (and the caller's JSON-able ``extra``)."""
         state = {"aligned_at": self._aligned_at, "initial_score": self._initial_score, "checks": self._checks,
                  "trajectory": self._trajectory, "env_steps": self._env_steps, "start": self._start,
-                 "obs": self._obs.tolist(), "val_score": self._score}
+                 "obs": self._obs.tolist()}
         self.trainer.save(path, (extra or {}) | {"episode": state})
 
     def resume_episode(self, path: Path) -> tuple[np.ndarray, dict]:
@@ -212,7 +212,7 @@ class TrainingEnv(gym.Env):
         self._checks = [tuple(c) for c in state["checks"]]
         self._trajectory, self._env_steps, self._start = state["trajectory"], state["env_steps"], state["start"]
         self._val = self.trainer.validate()  # deterministic: the validation the saved observation came from
-        self._score = state["val_score"]
+        self._score = self._val.score
         self._obs = np.array(state["obs"], dtype=np.float32)  # with the window features the kill lost
         return self._obs, extra
 

@@ -117,14 +117,12 @@ class Trainer:
         self.loss_cfg = loss_cfg or LossConfig()
         self.device = resolve_device(cfg.device)
         self.amp = cfg.amp and self.device.type == "cuda"
-        outside = _rng_states(self.device)
-        torch.manual_seed(cfg.seed)
-        self.model = Tacotron2(model_cfg).to(self.device)
-        # The trainer's own random stream (initialisation above; dropout and teacher-forcing draws in
+        # The trainer's own random stream (initialisation here; dropout and teacher-forcing draws in
         # ``step``), swapped in around each step, so that whoever else draws from torch's global RNG
         # (SB3 sampling actions) neither shifts training nor is shifted by it.
-        self._rng = _rng_states(self.device)
-        _set_rng_states(outside, self.device)
+        with self._forked_rng(cfg.seed):
+            self.model = Tacotron2(model_cfg).to(self.device)
+            self._rng = _rng_states(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-6,
                                           weight_decay=cfg.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -156,15 +154,18 @@ class Trainer:
         log.warning("step %d: exploding or non-finite loss or gradient; rolled back to the last good snapshot",
                     self.step_count)
 
+    @property
+    def _cuda_devices(self) -> list:
+        return [self.device] if self.device.type == "cuda" else []
+
     @contextlib.contextmanager
     def _own_rng(self):
-        outside = _rng_states(self.device)
-        _set_rng_states(self._rng, self.device)
-        try:
-            yield
-        finally:
-            self._rng = _rng_states(self.device)
-            _set_rng_states(outside, self.device)
+        with torch.random.fork_rng(devices=self._cuda_devices):
+            _set_rng_states(self._rng, self.device)
+            try:
+                yield
+            finally:
+                self._rng = _rng_states(self.device)
 
     def reseed(self, seed: int) -> None:
         """Restart the trainer's own random stream (episodes from one checkpoint differ in dropout)."""
@@ -232,7 +233,7 @@ class Trainer:
 
     @contextlib.contextmanager
     def _forked_rng(self, seed: int | None = None):
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=self._cuda_devices):
             torch.manual_seed(self.cfg.seed + 1 if seed is None else seed)
             yield
 
