@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from common import RESULTS, machine  # noqa: E402
+from controller.baselines import OptunaConfig  # noqa: E402
 from controller.compare import CompareConfig, compare  # noqa: E402
 from controller.report import markdown_report  # noqa: E402
 from env.instances import load_instance_set  # noqa: E402
@@ -43,9 +44,10 @@ def part_config(part: str, args: argparse.Namespace, out: Path) -> CompareConfig
     test = load_instance_set("test")
     seeds = list(range(args.seeds))
     base = CompareConfig(methods=PARTS[part], policy=args.policy, data=test[:args.instances], seeds=seeds,
-                         model="tiny", episode_steps=args.steps, eval_every=args.eval_every, workers=2,
+                         model="tiny", episode_steps=args.steps, eval_every=args.eval_every, workers=args.workers,
                          out_dir=str(out), name=f"full_run_{part}", search_dir=str(out / "searches"),
-                         quick=args.quick, pbt_instances=args.pbt_instances)
+                         quick=args.quick, pbt_instances=args.pbt_instances,
+                         optuna=OptunaConfig(workers=args.search_workers))
     if args.methods:
         base = replace(base, methods=[m for m in base.methods if m in args.methods.split(",")])
     if part == "small":
@@ -69,6 +71,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
     parser.add_argument("--pbt-instances", type=int, default=0, help="PBT on the first N instances only (0 = all)")
     parser.add_argument("--methods", default="", help="comma-separated subset of each part's methods (a cut grid)")
+    parser.add_argument("--workers", type=int, default=2, help="compared runs in parallel (1 torch thread each)")
+    parser.add_argument("--search-workers", type=int, default=2,
+                        help="processes per Optuna search; 1 lets two searches share the 2 cores without an idle one")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 instance, 1 seed, 60 steps")
     args = parser.parse_args()
     results = Path(args.out)
