@@ -28,7 +28,7 @@ import numpy as np
 from controller.baselines import OptunaConfig, best_params, optuna_search, schedule_from_params, search_cost
 from controller.deploy import deployment_env_config, load_policy
 from controller.episodes import Decide, policy_decider, run_episode, schedule_decider
-from controller.policy_io import load_env_config, load_meta
+from controller.policy_io import load_env_config, load_meta, policy_fingerprint
 from env.bank import bank_cost, bank_root
 from env.instances import load_instance_set
 from env.training_env import EnvConfig, TrainingEnv
@@ -105,7 +105,7 @@ def _cache_key(method: str, env_cfg: EnvConfig, policy: Path | None, optuna: Opt
     if method in OPTUNA_METHODS:
         key |= {"optuna": dataclasses.asdict(optuna), "search_env": dataclasses.asdict(search_env)}
     if method in (*POLICY_METHODS, *OPTUNA_METHODS) and policy is not None:
-        key |= {"policy": str(Path(policy).resolve()), "policy_meta": load_meta(policy)}
+        key |= {"policy": policy_fingerprint(policy)}
     if method == "replay":
         key |= {"env": dataclasses.asdict(env_cfg), "dev": dev_instances}
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -75,3 +76,14 @@ def load_meta(directory: Path) -> dict:
     path = Path(directory) / "meta.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 
+
+
+def policy_fingerprint(directory: Path) -> str:
+    """A hash of the policy's weights, normalisation statistics and env config: the same policy has the
+    same fingerprint wherever it is copied, and a retrained one a new one (``meta.json`` is left out,
+    since bookkeeping may be added to it later)."""
+    digest = hashlib.sha1()
+    for name in ("model.zip", "vecnormalize.pkl", "env_config.json"):
+        path = Path(directory) / name
+        digest.update(path.read_bytes() if path.is_file() else b"")
+    return digest.hexdigest()[:16]
