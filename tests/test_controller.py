@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import shutil
 
 import pytest
 
@@ -98,7 +99,7 @@ def test_explain_writes_sensitivity_and_trajectories(tiny_corpus_dir, tmp_path):
 def test_time_budget_stops_training_and_is_recorded(tiny_corpus_dir, tmp_path):
     from stable_baselines3 import PPO
 
-    from controller.policy_io import load_meta
+    from controller.policy_io import load_meta, policy_fingerprint
     out = tmp_path / "ctl"
     policy = train_controller(_cfg(tiny_corpus_dir, out, total_timesteps=100_000, checkpoint_every=8,
                                    time_budget_s=3.0))
@@ -108,3 +109,11 @@ def test_time_budget_stops_training_and_is_recorded(tiny_corpus_dir, tmp_path):
     assert meta["num_timesteps"] == steps and meta["train_seconds"] >= 3.0
     first = load_meta(out / "checkpoints" / "step_8")
     assert 0 < first["train_seconds"] <= meta["train_seconds"]
+    # A policy's identity for cached searches: its files, not where it lies or what its meta says.
+    copy = tmp_path / "copy"
+    shutil.copytree(policy, copy)
+    (copy / "meta.json").write_text(json.dumps(meta | {"bank_cost": {"steps": 1, "cpu_seconds": 1.0}}))
+    assert policy_fingerprint(copy) == policy_fingerprint(policy)
+    config = json.loads((copy / "env_config.json").read_text())
+    (copy / "env_config.json").write_text(json.dumps(config | {"steps_per_action": 3}))
+    assert policy_fingerprint(copy) != policy_fingerprint(policy)
