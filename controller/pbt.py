@@ -23,7 +23,6 @@ from controller.policy_io import env_config_from_dict
 from controller.ray_vec_env import init_ray
 from controller.runs import run_record, test_check
 from env.training_env import EnvConfig, TrainingEnv
-from tacotron.knobs import KNOB_NAMES, Knobs
 
 POPULATION = 4
 CPUS = 2
@@ -53,10 +52,11 @@ def _member(config: dict, fixed: dict) -> None:
     eval_every = fixed["eval_every"]
     env.after_optimizer_step = (lambda tr: history["checks"].append(test_check(tr))
                                 if tr.step_count % eval_every == 0 else None)
-    knobs = Knobs(**{name: config[name] for name in KNOB_NAMES})
+    # PBT's explore scales a value by 0.8 or 1.2, which can leave the space (tf_ratio 1.06): clip as the env does.
+    knobs = env.cfg.actions.clip(config)
     done = env.trainer.step_count >= env.cfg.episode_steps
     while not done:
-        history["knobs"].append({"step": env.trainer.step_count, **env.cfg.actions.clip(knobs.as_dict()).as_dict()})
+        history["knobs"].append({"step": env.trainer.step_count, **knobs.as_dict()})
         _, _, term, trunc, info = env.step(knobs)
         done = term or trunc
         if done and (not history["checks"] or history["checks"][-1]["step"] != env.trainer.step_count):
@@ -88,9 +88,13 @@ def run_pbt(spec: dict, env_cfg: EnvConfig, instance: str, seed: int, eval_every
         tuner = tune.Tuner(member, param_space=space,
                            tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=POPULATION, metric="score",
                                                        mode="max", reuse_actors=False),
-                           run_config=tune.RunConfig(storage_path=storage, name="pbt", verbose=0,
-                                                     checkpoint_config=tune.CheckpointConfig(num_to_keep=POPULATION)))
+                           # Every checkpoint is kept: Ray's num_to_keep deletes ones that PBT's exploit still
+                           # points to (ray-project/ray#9036); tiny trainers fit the temporary folder.
+                           run_config=tune.RunConfig(storage_path=storage, name="pbt", verbose=0))
         results = tuner.fit()
+        if results.errors:  # a failed member would silently shrink the population
+            raise RuntimeError(f"PBT on {instance} (seed {seed}): {len(results.errors)} members failed; first: "
+                               f"{results.errors[0]!r}")
         best = results.get_best_result(metric="score", mode="max", scope="last")
         with best.checkpoint.as_directory() as folder:
             history = json.loads((Path(folder) / "history.json").read_text())
