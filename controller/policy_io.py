@@ -77,7 +77,6 @@ def load_meta(directory: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-
 def policy_fingerprint(directory: Path) -> str:
     """A hash of the policy's weights, normalisation statistics and env config: the same policy has the
     same fingerprint wherever it is copied, and a retrained one a new one (``meta.json`` is left out,
