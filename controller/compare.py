@@ -136,6 +136,24 @@ def _run_grid(jobs: list[tuple], workers: int, progress: bool) -> None:
     bar.close()
 
 
+def run_cells(cells: list[tuple[str, MethodSpec, str, int]], run_env: EnvConfig, eval_every: int, runs_dir: Path,
+              workers: int, progress: bool = True) -> dict[str, list[dict]]:
+    """Run each (label, spec, instance, seed) cell, skipping those already saved under ``runs_dir`` as
+    ``<label>__<instance>__<seed>.json`` by a run that would run the same today (resume) -> records by label."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    jobs, paths = [], []
+    for label, spec, instance, seed in cells:
+        path = runs_dir / f"{label}__{instance.replace('/', '_')}__{seed}.json"
+        paths.append((label, path))
+        if not _is_done(path, _run_key(spec, run_env, eval_every)):
+            jobs.append((label, spec, run_env, instance, seed, eval_every, str(path)))
+    _run_grid(jobs, workers, progress)
+    records: dict[str, list[dict]] = {}
+    for label, path in paths:
+        records.setdefault(label, []).append(json.loads(path.read_text()))
+    return records
+
+
 def _quick(cfg: CompareConfig) -> CompareConfig:
     return dataclasses.replace(cfg, seeds=cfg.seeds[:1], episode_steps=min(cfg.episode_steps, 60),
                                eval_every=min(cfg.eval_every, 10),
@@ -146,7 +164,6 @@ def compare(cfg: CompareConfig, progress: bool = True) -> dict:
     cfg = _quick(cfg) if cfg.quick else cfg
     out = Path(cfg.out_dir)
     runs_dir = out / f"{cfg.name}_runs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
     instances = list(cfg.data) or load_instance_set(cfg.test_set)
     instances = instances[:1] if cfg.quick else instances
     run_env, search_env = _env_configs(cfg)
@@ -156,19 +173,12 @@ def compare(cfg: CompareConfig, progress: bool = True) -> dict:
     specs = {m: prepare(m, env_cfg=run_env, policy=policy, optuna=cfg.optuna, search_env=search_env,
                         dev_instances=load_instance_set(cfg.dev_set), out=search_dir)
              for m in tqdm(cfg.methods, desc="obtaining schedules", disable=not progress)}
-    jobs, paths = [], {}
-    for method in cfg.methods:
-        for n, instance in enumerate(instances):
-            if method == "pbt" and cfg.pbt_instances and n >= cfg.pbt_instances:
-                continue
-            for seed in cfg.seeds[:cfg.pbt_seeds] if method == "pbt" else cfg.seeds:
-                path = runs_dir / f"{method}__{instance.replace('/', '_')}__{seed}.json"
-                paths[method, instance, seed] = path
-                if not _is_done(path, _run_key(specs[method], run_env, cfg.eval_every)):  # resume
-                    jobs.append((method, specs[method], run_env, instance, seed, cfg.eval_every, str(path)))
-    _run_grid(jobs, cfg.workers, progress)
-    runs = {m: [json.loads(path.read_text()) for (method, _, _), path in paths.items() if method == m]
-            for m in cfg.methods}
+    cells = [(method, specs[method], instance, seed)
+             for method in cfg.methods for n, instance in enumerate(instances)
+             if not (method == "pbt" and cfg.pbt_instances and n >= cfg.pbt_instances)
+             for seed in (cfg.seeds[:cfg.pbt_seeds] if method == "pbt" else cfg.seeds)]
+    records = run_cells(cells, run_env, cfg.eval_every, runs_dir, cfg.workers, progress)
+    runs = {m: records.get(m, []) for m in cfg.methods}
     result = summarise(runs, specs, {"instances": instances, "seeds": cfg.seeds, "model": cfg.model,
                                      "episode_steps": cfg.episode_steps, "eval_every": cfg.eval_every,
                                      "steps_per_action": run_env.steps_per_action, "quick": cfg.quick,
