@@ -5,7 +5,9 @@
 and ``aligned_fraction`` as ``{mean, std}``, ``steps_to_align_median`` (runs that never aligned count
 at the run length; ``steps_to_align_censored`` says when the median sits there), ``diverged``,
 ``search_steps`` and ``search_cpu_s``; and ``paired``: for each baseline, ``{metric: {delta_mean,
-ci95_low, ci95_high}}`` of baseline − policy over the same instance × seed runs.
+ci95_low, ci95_high}}`` of baseline − policy over the same instance × seed runs; ``paired_by_instance``:
+the same with each instance's mean over its seeds as one pair (the conservative interval, since seeds
+of one instance are not independent).
 """
 from __future__ import annotations
 
@@ -36,6 +38,20 @@ def _method_summary(records: list[dict], spec: dict, budget: int) -> dict:
             "wall_s_per_run": mean_std([r["wall_s"] for r in records])}
 
 
+def _paired(baseline: dict, policy: dict) -> dict:
+    """{pair: figures} of a baseline and the policy over the same pairs -> {metric: paired CI}."""
+    return {m: paired_ci([baseline[k][m] for k in baseline], [policy[k][m] for k in baseline])
+            for m in PAIRED_METRICS}
+
+
+def _instance_means(figures: dict, keys: list[tuple[str, int]]) -> dict[str, dict[str, float]]:
+    """{(instance, seed): figures} -> {instance: figures averaged over its seeds among ``keys``}."""
+    by_instance: dict[str, list[dict]] = {}
+    for instance, seed in keys:
+        by_instance.setdefault(instance, []).append(figures[instance, seed])
+    return {i: {m: sum(f[m] for f in figs) / len(figs) for m in PAIRED_METRICS} for i, figs in by_instance.items()}
+
+
 def summarise(runs: dict[str, list[dict]], specs: dict[str, dict], meta: dict) -> dict:
     budget = meta["episode_steps"]
     result = {"episode_steps": budget, "model": meta["model"], "instances": meta["instances"], "seeds": meta["seeds"],
@@ -45,14 +61,16 @@ def summarise(runs: dict[str, list[dict]], specs: dict[str, dict], meta: dict) -
     if "policy" in runs:
         key = lambda r: (r["instance"], r["seed"])  # noqa: E731
         policy = {key(r): _figures(r, budget) for r in runs["policy"]}
-        result["paired"] = {}
+        result["paired"], result["paired_by_instance"] = {}, {}
         for method, records in runs.items():
             if method == "policy":
                 continue
             mine = {key(r): _figures(r, budget) for r in records}
             shared = sorted(set(mine) & set(policy))
-            result["paired"][method] = {m: paired_ci([mine[k][m] for k in shared], [policy[k][m] for k in shared])
-                                        for m in PAIRED_METRICS}
+            result["paired"][method] = _paired({k: mine[k] for k in shared}, {k: policy[k] for k in shared})
+            # Seeds of one instance are not independent pairs: the conservative interval has one per instance.
+            result["paired_by_instance"][method] = _paired(_instance_means(mine, shared),
+                                                           _instance_means(policy, shared))
     result["runs"] = {m: [{k: v for k, v in r.items() if k not in ("curve", "knob_trajectory")} for r in rs]
                       for m, rs in runs.items()}
     return result
@@ -72,6 +90,11 @@ def _ci(d: dict, digits: int = 3) -> str:
     if d["ci95_low"] is None:
         return f"{d['delta_mean']:+.{digits}f}"
     return f"{d['delta_mean']:+.{digits}f} [{d['ci95_low']:+.{digits}f}, {d['ci95_high']:+.{digits}f}]"
+
+
+def _paired_rows(paired: dict) -> list[str]:
+    return [f"| {m} | {_ci(d['mel_dtw'])} | {_ci(d['infer_diagonality'])} | {_ci(d['stop_rate'], 2)} | "
+            f"{_ci(d['aligned'], 2)} | {_ci(d['steps_to_align'], 0)} | {_ci(d['score'])} |" for m, d in paired.items()]
 
 
 def markdown_report(result: dict, title: str) -> str:
@@ -96,7 +119,11 @@ def markdown_report(result: dict, title: str) -> str:
                   "Positive mel DTW / steps to align, or negative diagonality / aligned / score, favour the policy.",
                   "", "| baseline | mel DTW | diagonality | stop rate | aligned | steps to align | score |",
                   "|---|---|---|---|---|---|---|"]
-        for m, d in result["paired"].items():
-            lines.append(f"| {m} | {_ci(d['mel_dtw'])} | {_ci(d['infer_diagonality'])} | {_ci(d['stop_rate'], 2)} | "
-                         f"{_ci(d['aligned'], 2)} | {_ci(d['steps_to_align'], 0)} | {_ci(d['score'])} |")
+        lines += _paired_rows(result["paired"])
+        if len(result["seeds"]) > 1:
+            lines += ["", "The same by instance: each instance's mean over seeds is one pair (seeds of one instance "
+                      "are not independent, so these intervals are the conservative ones).",
+                      "", "| baseline | mel DTW | diagonality | stop rate | aligned | steps to align | score |",
+                      "|---|---|---|---|---|---|---|"]
+            lines += _paired_rows(result["paired_by_instance"])
     return "\n".join(lines) + "\n"

@@ -6,6 +6,7 @@ import pytest
 from controller.baselines import (OptunaConfig, constant_schedule, optuna_search, parametric_schedule, search_cost,
                                   study_name)
 from controller.compare import CompareConfig, compare
+from controller.report import markdown_report, summarise
 from controller.statistics import censored_median, paired_ci
 from env.training_env import EnvConfig
 from tacotron.knobs import Knobs
@@ -143,3 +144,23 @@ def test_paired_ci_is_a_student_t_interval_of_differences():
     assert d["ci95_low"] > 0 and d["ci95_high"] == pytest.approx(5.0 - d["ci95_low"])
     with pytest.raises(ValueError, match="paired samples differ"):
         paired_ci([1.0], [1.0, 2.0])
+
+
+def test_instance_level_pairs_average_each_instances_seeds():
+    def record(instance, seed, mel):
+        return {"instance": instance, "seed": seed, "steps_to_align": 300, "diverged": False, "run_steps": 1500,
+                "wall_s": 1.0, "final": {"mel_dtw": mel, "diagonality": 0.9, "stop_rate": 1.0, "stop_error_rel": 0.0,
+                                         "score": 0.6}}
+    # baseline − policy per run: voice a +0.1, +0.3; voice b +0.2, +0.2; voice c 0.0, +0.4
+    baseline = [record(v, s, mel) for v, s, mel in [("a", 0, 1.1), ("a", 1, 1.3), ("b", 0, 1.2), ("b", 1, 1.2),
+                                                    ("c", 0, 1.0), ("c", 1, 1.4)]]
+    policy = [record(r["instance"], r["seed"], 1.0) for r in baseline]
+    spec = {"search_steps": 0, "search_cpu_s": 0.0}
+    result = summarise({"static": baseline, "policy": policy}, {"static": spec, "policy": spec},
+                       {"episode_steps": 1500, "model": "tiny", "instances": ["a", "b", "c"], "seeds": [0, 1]})
+    assert result["paired"]["static"]["mel_dtw"] == paired_ci([1.1, 1.3, 1.2, 1.2, 1.0, 1.4], [1.0] * 6)
+    # one pair per voice: the mean over its two seeds (0.2 each), so the differences do not vary at all
+    by_voice = result["paired_by_instance"]["static"]["mel_dtw"]
+    assert by_voice["delta_mean"] == pytest.approx(0.2) and by_voice["ci95_low"] == pytest.approx(0.2)
+    assert "The same by instance" in markdown_report(result | {"meta": {"quick": False, "steps_per_action": 20,
+                                                                         "eval_every": 100}}, "t")
