@@ -9,7 +9,8 @@ search costs counted in full). Three parts, each its own comparison:
   the policy's open-loop replay, the policy deployed with a stretched decision interval, the policy
   (K fixed in steps, as ``controller deploy`` runs it) and PBT (a population of 4, on the first seed only);
 * ``small``: the small model for --steps steps on the first test instance: static, tuned static, policy;
-* ``long``: one --long-steps (5,000) step pair, policy against static, on the first test instance.
+* ``long``: one --long-steps (5,000) step run each of static, the stretched-interval policy and the policy,
+  on the first test instance and seed: where the two cadences differ (the policy's bank runs are 1,500 steps).
 
 Writes ``results/full_run.{json,md,png}`` (the tiny part at the top level, the others under
 ``small`` and ``long``) and keeps every finished run under ``results/full_run/``, so a killed
@@ -36,7 +37,7 @@ from env.instances import load_instance_set  # noqa: E402
 PARTS = {
     "tiny": ["static", "tuned_static", "hand", "optuna_tpe", "replay", "policy_stretched", "policy", "pbt"],
     "small": ["static", "tuned_static", "policy"],
-    "long": ["static", "policy"],
+    "long": ["static", "policy_stretched", "policy"],
 }
 
 
@@ -48,13 +49,13 @@ def part_config(part: str, args: argparse.Namespace, out: Path) -> CompareConfig
                          out_dir=str(out), name=f"full_run_{part}", search_dir=str(out / "searches"),
                          quick=args.quick, pbt_instances=args.pbt_instances,
                          optuna=OptunaConfig(workers=args.search_workers))
-    if args.methods:
-        base = replace(base, methods=[m for m in base.methods if m in args.methods.split(",")])
     if part == "small":
         return replace(base, model="small", data=test[:1])
     if part == "long":
         return replace(base, episode_steps=args.long_steps, data=test[:1], seeds=seeds[:1],
                        eval_every=max(args.eval_every, args.long_steps // 25))
+    if args.methods:
+        return replace(base, methods=[m for m in base.methods if m in args.methods.split(",")])
     return base
 
 
@@ -70,7 +71,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=100, help="steps between free-running test checks")
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
     parser.add_argument("--pbt-instances", type=int, default=0, help="PBT on the first N instances only (0 = all)")
-    parser.add_argument("--methods", default="", help="comma-separated subset of each part's methods (a cut grid)")
+    parser.add_argument("--methods", default="",
+                        help="comma-separated subset of the tiny part's methods (a cut grid); small and long run whole")
     parser.add_argument("--workers", type=int, default=2, help="compared runs in parallel (1 torch thread each)")
     parser.add_argument("--search-workers", type=int, default=2,
                         help="processes per Optuna search; 1 lets two searches share the 2 cores without an idle one")
