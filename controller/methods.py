@@ -106,6 +106,8 @@ def _cache_key(method: str, env_cfg: EnvConfig, policy: Path | None, optuna: Opt
         key |= {"optuna": dataclasses.asdict(optuna), "search_env": dataclasses.asdict(search_env)}
     if method in (*POLICY_METHODS, *OPTUNA_METHODS) and policy is not None:
         key |= {"policy": policy_fingerprint(policy)}
+    if method == "policy_stretched":
+        key |= {"episode_steps": env_cfg.episode_steps}  # its K is stretched to the run's length
     if method == "replay":
         key |= {"env": dataclasses.asdict(env_cfg), "dev": dev_instances}
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]

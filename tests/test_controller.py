@@ -79,6 +79,17 @@ def test_deploy_refuses_a_mismatched_policy(tiny_corpus_dir, tmp_path):
         deploy(DeployConfig(policy=str(tmp_path), data=str(tiny_corpus_dir)), progress=False)
 
 
+def test_stretched_interval_follows_each_run_length_in_a_shared_search_cache(tiny_corpus_dir, tmp_path):
+    from controller.baselines import OptunaConfig
+    from controller.methods import prepare
+    policy = train_controller(_cfg(tiny_corpus_dir, tmp_path / "ctl", total_timesteps=16))
+    trained = load_env_config(policy)  # K = 2 over a 4-step proxy horizon
+    ks = [prepare("policy_stretched", env_cfg=dataclasses.replace(trained, episode_steps=steps), policy=policy,
+                  optuna=OptunaConfig(), search_env=trained, dev_instances=[], out=tmp_path / "searches")
+          ["steps_per_action"] for steps in (4, 40)]
+    assert ks == [2, 20]  # a cached 4-step spec is not reused for a 40-step run
+
+
 def test_frozen_knob_spec_roundtrips():
     cfg = EnvConfig(actions=ActionConfig(dropout=KnobSpec(0.0, 0.5, 0.05, frozen=True)))
     assert cfg.actions.active == ["lr", "ga_weight", "r", "tf_ratio"]
