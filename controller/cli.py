@@ -149,7 +149,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, Callable, str]] = {
                            "Equal-compute comparison of static, tuned static, hand, Optuna, the policy and "
                            "its open-loop replay on the test instances (test split, free-running); writes "
                            "<name>.json/.md/.png; resumes from the runs already done."),
-    ("demo",): ("demo", cmd_demo, "The README's main job (~17 min on 2 cores): proxy corpora, a warm-start "
+    ("demo",): ("demo", cmd_demo, "The README's main job (~16 min on 2 cores): proxy corpora, a warm-start "
                                    "bank, PPO training, then the policy against the static and hand "
                                    "schedules on a test voice."),
 }
