@@ -10,7 +10,7 @@ search costs counted in full). Three parts, each its own comparison:
   (K fixed in steps, as ``controller deploy`` runs it) and PBT (a population of 4, on the first seed only);
 * ``small``: the small model for --steps steps on the first test instance: static against the policy,
   which learned on the tiny model only (a transfer check; a tuned-static search on the small model would
-  cost about an hour on 2 cores);
+  take roughly an hour on 2 cores, estimated from the tiny model's trial times and the small model's speed);
 * ``long``: one --long-steps (5,000) step run each of static, the stretched-interval policy and the policy,
   on the first test instance and seed: where the two cadences differ (the policy's bank runs are 1,500 steps).
 
