@@ -23,6 +23,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -191,7 +192,8 @@ def _objective(env: TrainingEnv, instances: list[str], space: str, multi: bool, 
 def _run_worker(sampler: str, space: str, cfg: OptunaConfig, env_cfg: EnvConfig, instances: list[str],
                 name: str, storage_url: str, worker: int) -> None:
     multi = sampler == "nsga2"
-    study = optuna.load_study(study_name=name, storage=open_storage(storage_url),
+    storage = open_storage(storage_url)
+    study = optuna.load_study(study_name=name, storage=storage,
                               sampler=make_sampler(sampler, cfg.seed + 1000 * worker, cfg.n_startup_trials),
                               pruner=None if multi else _pruner(cfg.pruner, cfg.n_startup_trials))
     trial_steps = env_cfg.episode_steps * len(instances)
@@ -199,7 +201,16 @@ def _run_worker(sampler: str, space: str, cfg: OptunaConfig, env_cfg: EnvConfig,
         return
     env = TrainingEnv(replace(env_cfg, instances=instances))
     stop = lambda st, _: st.stop() if _out_of_budget(st, cfg, trial_steps) else None  # noqa: E731
-    study.optimize(_objective(env, instances, space, multi, cfg.seed), callbacks=[stop], catch=())
+    objective = _objective(env, instances, space, multi, cfg.seed)
+    study.optimize(objective, callbacks=[stop], catch=())
+    # A trial still running may be a killed worker's, which the cap counts: stay until it ends or its
+    # heartbeat goes stale (it is then failed and queued again) and run what was queued, so it is not lost.
+    while isinstance(storage, optuna.storages.RDBStorage) and any(
+            t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False)):
+        time.sleep(HEARTBEAT_S)
+        optuna.storages.fail_stale_trials(study)
+        if not _out_of_budget(study, cfg, trial_steps):
+            study.optimize(objective, callbacks=[stop], catch=())
     env.close()
 
 
