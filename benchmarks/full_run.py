@@ -12,7 +12,8 @@ search costs counted in full). Three parts, each its own comparison:
   which learned on the tiny model only (a transfer check; a tuned-static search on the small model would
   take roughly an hour on 2 cores, estimated from the tiny model's trial times and the small model's speed);
 * ``long``: one --long-steps (5,000) step run each of static, the stretched-interval policy and the policy,
-  on the first test instance and seed: where the two cadences differ (the policy's bank runs are 1,500 steps).
+  on the first --long-instances test instances and the first seed: where the two cadences differ (the
+  policy's bank runs are 1,500 steps).
 
 Writes ``results/full_run.{json,md,png}`` (the tiny part at the top level, the others under
 ``small`` and ``long``) and keeps every finished run under ``results/full_run/``, so a killed
@@ -54,7 +55,7 @@ def part_config(part: str, args: argparse.Namespace, out: Path) -> CompareConfig
     if part == "small":
         return replace(base, model="small", data=test[:1])
     if part == "long":
-        return replace(base, episode_steps=args.long_steps, data=test[:1], seeds=seeds[:1],
+        return replace(base, episode_steps=args.long_steps, data=test[:args.long_instances], seeds=seeds[:1],
                        eval_every=max(args.eval_every, args.long_steps // 25))
     if args.methods:
         return replace(base, methods=[m for m in base.methods if m in args.methods.split(",")])
@@ -69,7 +70,8 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=3, help="test instances in the tiny part")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per instance")
     parser.add_argument("--steps", type=int, default=1500, help="optimiser steps of each run")
-    parser.add_argument("--long-steps", type=int, default=5000, help="optimiser steps of the long pair")
+    parser.add_argument("--long-steps", type=int, default=5000, help="optimiser steps of each long run")
+    parser.add_argument("--long-instances", type=int, default=1, help="test instances in the long part (seed 0)")
     parser.add_argument("--eval-every", type=int, default=100, help="steps between free-running test checks")
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
     parser.add_argument("--pbt-instances", type=int, default=0, help="PBT on the first N instances only (0 = all)")

@@ -182,7 +182,7 @@ def compare(cfg: CompareConfig, progress: bool = True) -> dict:
     result = summarise(runs, specs, {"instances": instances, "seeds": cfg.seeds, "model": cfg.model,
                                      "episode_steps": cfg.episode_steps, "eval_every": cfg.eval_every,
                                      "steps_per_action": run_env.steps_per_action, "quick": cfg.quick,
-                                     "wall_time_s": time.time() - started})
+                                     "invocation_wall_s": time.time() - started})  # a resumed call skips finished runs
     (out / f"{cfg.name}.json").write_text(json.dumps(result, indent=2))
     (out / f"{cfg.name}.md").write_text(markdown_report(result, cfg.name))
     plot_test_curves({m: [r["curve"] for r in rs] for m, rs in runs.items()}, out / f"{cfg.name}_curves.png")
