@@ -4,7 +4,9 @@ import shutil
 
 import pytest
 
+from controller.baselines import OptunaConfig
 from controller.deploy import DeployConfig, deploy
+from controller.methods import prepare
 from controller.policy_io import load_env_config
 from controller.train import ControllerConfig, PPOConfig, train_controller
 from env.actions import ActionConfig, KnobSpec
@@ -80,8 +82,6 @@ def test_deploy_refuses_a_mismatched_policy(tiny_corpus_dir, tmp_path):
 
 
 def test_stretched_interval_follows_each_run_length_in_a_shared_search_cache(tiny_corpus_dir, tmp_path):
-    from controller.baselines import OptunaConfig
-    from controller.methods import prepare
     policy = train_controller(_cfg(tiny_corpus_dir, tmp_path / "ctl", total_timesteps=16))
     trained = load_env_config(policy)  # K = 2 over a 4-step proxy horizon
     ks = [prepare("policy_stretched", env_cfg=dataclasses.replace(trained, episode_steps=steps), policy=policy,
