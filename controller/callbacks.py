@@ -119,25 +119,25 @@ class HeldOutEvalCallback(PeriodicCallback):
 
 
 class ProgressCallback(BaseCallback):
-    """A progress bar over env steps, or over the training-time budget when one is set."""
+    """A progress bar in percent of the step count or of the training-time budget, whichever training
+    reaches first (that one stops it)."""
 
     def __init__(self, total: int, clock: TrainingClock, budget_s: float = 0.0):
         super().__init__()
         self.total, self.clock, self.budget_s = total, clock, budget_s
 
-    def _on_training_start(self) -> None:
+    def _percent_done(self) -> int:
+        done = self.num_timesteps / self.total
         if self.budget_s > 0:
-            self.bar = tqdm(total=round(self.budget_s), initial=min(round(self.clock.seconds()), round(self.budget_s)),
-                            desc="PPO training time", unit="s")
-        else:
-            self.bar = tqdm(total=self.total, initial=self.num_timesteps, desc="PPO env steps")
+            done = max(done, self.clock.seconds() / self.budget_s)
+        return min(int(100 * done), 100)
+
+    def _on_training_start(self) -> None:
+        self.bar = tqdm(total=100, initial=self._percent_done(), desc="PPO training", unit="%")
 
     def _on_step(self) -> bool:
-        if self.budget_s > 0:
-            self.bar.update(min(round(self.clock.seconds()), round(self.budget_s)) - self.bar.n)
-            self.bar.set_postfix(env_steps=self.num_timesteps, refresh=False)
-        else:
-            self.bar.update(self.training_env.num_envs)
+        self.bar.update(self._percent_done() - self.bar.n)
+        self.bar.set_postfix(env_steps=self.num_timesteps, train_s=round(self.clock.seconds()), refresh=False)
         return True
 
     def _on_training_end(self) -> None:
