@@ -73,14 +73,26 @@ def _running(study_fn, pid: int) -> bool:
         t.state == TrialState.RUNNING and t.user_attrs.get("worker_pid") == pid for t in trials)
 
 
+def _kill_mid_trial(study_fn, proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc`` while one of its trials runs. It is frozen (SIGSTOP) before the look, so the
+    trial cannot end between the look and the kill; if it had just ended, thaw and wait again."""
+    while True:
+        _wait_for(lambda: _running(study_fn, proc.pid), proc)
+        os.killpg(proc.pid, signal.SIGSTOP)
+        time.sleep(0.5)  # a write already sent reaches the storage before we look
+        if _running(study_fn, proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return
+        os.killpg(proc.pid, signal.SIGCONT)
+
+
 @pytest.mark.slow
 def test_killed_journal_search_retries_its_running_trial(tiny_corpus_dir, tmp_path):
     env = _env(tiny_corpus_dir, 40)  # trials of a few seconds, so the kill lands inside one
     cfg = OptunaConfig(n_trials=3, pruner="none", workers=1, storage=f"journal:{tmp_path / 'j.log'}")
     proc = _worker(env, cfg)
-    _wait_for(lambda: _running(lambda: _study(env, cfg), proc.pid), proc)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    _kill_mid_trial(lambda: _study(env, cfg), proc)
     killed = next(t for t in _study(env, cfg).trials if t.state == TrialState.RUNNING)
     study = optuna_search("tpe", cfg, env, list(env.instances), "w", default_storage="unused")
     states = [t.state for t in study.trials]
@@ -110,10 +122,8 @@ def test_postgres_worker_killed_mid_trial_is_taken_over(tiny_corpus_dir, tmp_pat
     env = _env(tiny_corpus_dir, 20)
     cfg = OptunaConfig(n_trials=16, pruner="none", workers=1, storage=url, seed=int(time.time()))  # a fresh study
     victim, survivor = _worker(env, cfg), _worker(env, cfg)
-    _wait_for(lambda: _running(lambda: _study(env, cfg), victim.pid), victim)
-    os.killpg(victim.pid, signal.SIGKILL)
+    _kill_mid_trial(lambda: _study(env, cfg), victim)
     killed_at = time.time()
-    victim.wait()
     assert survivor.wait(timeout=600) == 0, survivor.stderr.read()[-3000:]
     trials = _study(env, cfg).trials
     failed = [t for t in trials if t.state == TrialState.FAIL]
