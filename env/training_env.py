@@ -149,7 +149,7 @@ class TrainingEnv(gym.Env):
         self._end_step = self._horizon if full_length else min(self.trainer.step_count + self.cfg.episode_steps,
                                                                self._horizon)
         self._val = self.trainer.validate()
-        self._score = self._initial_score = self._val.score
+        self._score = self._initial_score = self.cfg.reward.score(self._val.infer)
         self._env_steps = 0
         self._checks = [(self.trainer.step_count, is_aligned(self._val.infer))]
         self._start = {"start": self.start_kind, "start_step": self.trainer.step_count,
@@ -212,7 +212,7 @@ class TrainingEnv(gym.Env):
         self._checks = [tuple(c) for c in state["checks"]]
         self._trajectory, self._env_steps, self._start = state["trajectory"], state["env_steps"], state["start"]
         self._val = self.trainer.validate()  # deterministic: the validation the saved observation came from
-        self._score = self._val.score
+        self._score = self.cfg.reward.score(self._val.infer)
         self._obs = np.array(state["obs"], dtype=np.float32)  # with the window features the kill lost
         return self._obs, extra
 
@@ -261,7 +261,7 @@ class TrainingEnv(gym.Env):
         prev_score = self._score
         if self._env_steps % self.cfg.val_every == 0 or terminated or truncated:
             self._val = tr.validate()
-            self._score = self._val.score
+            self._score = self.cfg.reward.score(self._val.infer)
             self._checks.append((tr.step_count, is_aligned(self._val.infer)))
         confirmed = steps_to_align(self._checks)
         newly_aligned = self._aligned_at is None and confirmed is not None

@@ -194,7 +194,13 @@ def steps_to_align(checks: list[tuple[int, bool]]) -> int | None:
     return None
 
 
-def composite_score(stats: FreeRunStats) -> float:
-    """The practitioners' checkpoint-picking weights (mel 0.4, attention 0.3, gate 0.3) on
-    r-independent free-running figures, in [0, 1]."""
-    return 0.4 * stats.mel_score + 0.3 * stats.diagonality + 0.3 * stats.stop_score
+# The practitioners' checkpoint-picking weights: mel 0.4, attention 0.3, gate 0.3.
+COMPOSITE_WEIGHTS = (0.4, 0.3, 0.3)
+
+
+def composite_score(stats: FreeRunStats, weights=COMPOSITE_WEIGHTS) -> float:
+    """Weighted mean of the r-independent free-running figures (mel_score, diagonality, stop_score),
+    in [0, 1]; ``weights`` are normalised to sum to 1."""
+    mel, diagonality, stop = weights
+    total = mel * stats.mel_score + diagonality * stats.diagonality + stop * stats.stop_score
+    return total / (mel + diagonality + stop)

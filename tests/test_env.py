@@ -10,6 +10,7 @@ import env  # noqa: F401  (registers the env)
 from env.actions import ActionConfig, KnobSpec, apply_action
 from controller.train import PPOConfig
 from env.observations import OBS_NAMES, window_features
+from env.reward import RewardConfig
 from env.training_env import EnvConfig, TrainingEnv
 from tacotron.knobs import KNOB_NAMES, Knobs
 from tacotron.trainer import StepStats, TrainerConfig
@@ -64,6 +65,22 @@ def test_run_end_terminates_and_the_learners_return_is_the_score_gained(small_cf
     discounted = sum(gamma ** t * r for t, r in enumerate(rewards))
     assert discounted == pytest.approx(info["final_score"] - info["initial_score"] + bonus, abs=1e-6)
     assert len(info["knob_trajectory"]) == 4 and set(info["knob_trajectory"][0]) == {"step", *KNOB_NAMES}
+
+
+def test_reward_potential_weights_the_free_running_figures_as_configured(small_cfg):
+    """reward.score_weights picks what the potential pays for; the reported val score keeps the
+    practitioners' weights."""
+    mel_only = TrainingEnv(small_cfg, reward=RewardConfig(score_weights=[1.0, 0.0, 0.0]))
+    _, info = mel_only.reset(seed=0)
+    _, _, _, _, step_info = mel_only.step(np.zeros(5, dtype=np.float32))
+    assert step_info["score"] == pytest.approx(step_info["val"]["infer_mel_score"])
+    assert step_info["reward/score_delta"] == pytest.approx(step_info["score"] - info["score"])
+    default = TrainingEnv(small_cfg)
+    default.reset(seed=0)
+    _, _, _, _, step_info = default.step(np.zeros(5, dtype=np.float32))
+    assert step_info["score"] == pytest.approx(step_info["val"]["score"])
+    with pytest.raises(ValueError, match="score_weights"):
+        RewardConfig(score_weights=[1.0, -0.5, 0.0])
 
 
 def test_instances_cycle_and_option(small_cfg, tiny_corpus_dir):
