@@ -2,18 +2,11 @@
 from __future__ import annotations
 
 import json
-import platform
-import time
 from pathlib import Path
 
-import torch
+from controller.report import machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def machine() -> dict:
-    return {"cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
-            "device": "cuda" if torch.cuda.is_available() else "cpu", "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
 def write_results(name: str, payload: dict, rows: list[dict], title: str, notes: str = "") -> None:

@@ -31,10 +31,10 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from common import RESULTS, machine  # noqa: E402
+from common import RESULTS  # noqa: E402
 from controller.baselines import OptunaConfig  # noqa: E402
 from controller.compare import CompareConfig, compare  # noqa: E402
-from controller.report import markdown_report  # noqa: E402
+from controller.report import machine, markdown_report  # noqa: E402
 from env.instances import load_instance_set  # noqa: E402
 
 PARTS = {

@@ -27,7 +27,7 @@ from controller.deploy import deployment_env_config, proxy_horizon
 from controller.methods import METHODS, POLICY_METHODS, MethodSpec, decider, prepare, run_env_config
 from controller.plots import plot_knob_trajectories, plot_test_curves
 from controller.policy_io import load_env_config
-from controller.report import markdown_report, summarise
+from controller.report import machine, markdown_report, summarise
 from controller.runs import run_record, test_check
 from controller.episodes import run_episode
 from env.instances import load_instance_set
@@ -182,7 +182,7 @@ def compare(cfg: CompareConfig, progress: bool = True) -> dict:
     result = summarise(runs, specs, {"instances": instances, "seeds": cfg.seeds, "model": cfg.model,
                                      "episode_steps": cfg.episode_steps, "eval_every": cfg.eval_every,
                                      "steps_per_action": run_env.steps_per_action, "quick": cfg.quick,
-                                     "invocation_wall_s": time.time() - started})  # a resumed call skips finished runs
+                                     "invocation_wall_s": time.time() - started, "machine": machine()})  # a resumed call skips finished runs
     (out / f"{cfg.name}.json").write_text(json.dumps(result, indent=2))
     (out / f"{cfg.name}.md").write_text(markdown_report(result, cfg.name))
     plot_test_curves({m: [r["curve"] for r in rs] for m, rs in runs.items()}, out / f"{cfg.name}_curves.png")

@@ -7,13 +7,36 @@ at the run length; ``steps_to_align_censored`` says when the median sits there),
 ``search_steps`` and ``search_cpu_s``; and ``paired``: for each baseline, ``{metric: {delta_mean,
 ci95_low, ci95_high}}`` of baseline − policy over the same instance × seed runs; ``paired_by_instance``:
 the same with each instance's mean over its seeds as one pair (the conservative interval, since seeds
-of one instance are not independent).
+of one instance are not independent); ``meta``: the run settings and ``machine`` (CPU model, torch,
+date), since run figures reproduce on one machine but not across machines.
 """
 from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+import torch
 
 from controller.statistics import censored_median, mean_std, paired_ci
 
 PAIRED_METRICS = ("mel_dtw", "infer_diagonality", "stop_rate", "aligned", "steps_to_align", "score")
+
+
+def cpu_model() -> str:
+    """The CPU's model name, from /proc/cpuinfo where there is one."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    return {"cpu": cpu_model(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "device": "cuda" if torch.cuda.is_available() else "cpu",
+            "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
 def _figures(record: dict, budget: int) -> dict[str, float]:
@@ -105,7 +128,8 @@ def markdown_report(result: dict, title: str) -> str:
              f"{meta['steps_per_action']}; test split decoded free-running every {meta['eval_every']} steps; "
              f"{_run_hours(result):.2f} h of run wall time (summed over runs; searches excluded). Mean ± std over runs. mel DTW = mean per-frame L1 on "
              "log-mels after DTW (lower is better). Steps to align: median with never-aligned runs counted at "
-             "the run length (≥ marks a censored median). Search cost = everything spent to obtain the schedule.",
+             "the run length (≥ marks a censored median). Search cost = everything spent to obtain the schedule."
+             + (f" Measured on {meta['machine']['cpu']}, {meta['machine']['date']}." if "machine" in meta else ""),
              "", "| method | mel DTW | free-running diagonality | stop rate | aligned | steps to align (median) "
              "| diverged | score | search steps | search CPU-s |", "|---|---|---|---|---|---|---|---|---|---|"]
     for m in result["methods"]:

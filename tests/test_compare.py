@@ -44,6 +44,8 @@ def test_quick_compare_writes_the_documented_json_markdown_and_plots(tiny_corpus
     assert [(r["instance"], r["seed"]) for r in runs["static"]] == [(r["instance"], r["seed"]) for r in runs["hand"]]
     table = (tmp_path / "compare.md").read_text()
     assert table.count("\n| ") == 1 + len(methods) and "tuned_static" in table
+    # Figures are reproducible per machine only, so the result names the machine.
+    assert saved["meta"]["machine"]["cpu"] and f"Measured on {saved['meta']['machine']['cpu']}" in table
     for png in ("compare_curves.png", "compare_knobs.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     # Resume: a second call reuses every finished run and cached search (same numbers, nothing rerun).
