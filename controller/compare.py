@@ -179,10 +179,11 @@ def compare(cfg: CompareConfig, progress: bool = True) -> dict:
              for seed in (cfg.seeds[:cfg.pbt_seeds] if method == "pbt" else cfg.seeds)]
     records = run_cells(cells, run_env, cfg.eval_every, runs_dir, cfg.workers, progress)
     runs = {m: records.get(m, []) for m in cfg.methods}
+    # invocation_wall_s: a resumed call skips finished runs
     result = summarise(runs, specs, {"instances": instances, "seeds": cfg.seeds, "model": cfg.model,
                                      "episode_steps": cfg.episode_steps, "eval_every": cfg.eval_every,
                                      "steps_per_action": run_env.steps_per_action, "quick": cfg.quick,
-                                     "invocation_wall_s": time.time() - started, "machine": machine()})  # a resumed call skips finished runs
+                                     "invocation_wall_s": time.time() - started, "machine": machine()})
     (out / f"{cfg.name}.json").write_text(json.dumps(result, indent=2))
     (out / f"{cfg.name}.md").write_text(markdown_report(result, cfg.name))
     plot_test_curves({m: [r["curve"] for r in rs] for m, rs in runs.items()}, out / f"{cfg.name}_curves.png")

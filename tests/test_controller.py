@@ -4,13 +4,16 @@ import shutil
 
 import pytest
 import torch
+from stable_baselines3 import PPO
 
 from controller.baselines import OptunaConfig
 from controller.deploy import DeployConfig, deploy
+from controller.explain import ExplainConfig, explain
 from controller.methods import prepare
-from controller.policy_io import load_env_config
+from controller.policy_io import load_env_config, load_meta, policy_fingerprint
 from controller.train import ControllerConfig, PPOConfig, train_controller
 from env.actions import ActionConfig, KnobSpec
+from env.bank import BankConfig
 from env.training_env import EnvConfig
 from tacotron.trainer import TrainerConfig
 
@@ -46,7 +49,6 @@ def test_ppo_trains_saves_reloads_and_deploys(tiny_corpus_dir, tmp_path):
 def test_bank_trained_policy_is_evaluated_as_deployed_and_logs_episodes_by_start(tiny_corpus_dir, tmp_path):
     """Held-out evaluation of a bank-trained policy runs from scratch on the held-out voices (no bank
     of theirs exists), and every training episode is logged with where it started."""
-    from env.bank import BankConfig
     cfg = _cfg(tiny_corpus_dir, tmp_path / "ctl", total_timesteps=16, eval_every=8, eval_steps=2)
     env = dataclasses.replace(cfg.env, start="bank", scratch_share=0.5,
                               bank=BankConfig(run_steps=8, save_every=4, schedules=["static"], perturbed_runs=0,
@@ -60,7 +62,6 @@ def test_bank_trained_policy_is_evaluated_as_deployed_and_logs_episodes_by_start
 
 
 def test_resume_continues_the_step_count(tiny_corpus_dir, tmp_path):
-    from stable_baselines3 import PPO
     out = tmp_path / "ctl"
     train_controller(_cfg(tiny_corpus_dir, out, total_timesteps=16))
     assert PPO.load(out / "checkpoints" / "step_16" / "model.zip").num_timesteps == 16
@@ -97,7 +98,6 @@ def test_frozen_knob_spec_roundtrips():
 
 
 def test_explain_writes_sensitivity_and_trajectories(tiny_corpus_dir, tmp_path):
-    from controller.explain import ExplainConfig, explain
     policy = train_controller(_cfg(tiny_corpus_dir, tmp_path / "ctl", total_timesteps=16))
     result = explain(ExplainConfig(policy=str(policy), instance_set="heldout", episodes=1, max_steps=6,
                                    out_dir=str(tmp_path / "ex")))
@@ -109,9 +109,6 @@ def test_explain_writes_sensitivity_and_trajectories(tiny_corpus_dir, tmp_path):
 
 
 def test_time_budget_stops_training_and_is_recorded(tiny_corpus_dir, tmp_path):
-    from stable_baselines3 import PPO
-
-    from controller.policy_io import load_meta, policy_fingerprint
     out = tmp_path / "ctl"
     policy = train_controller(_cfg(tiny_corpus_dir, out, total_timesteps=100_000, checkpoint_every=8,
                                    time_budget_s=3.0))
@@ -133,9 +130,8 @@ def test_time_budget_stops_training_and_is_recorded(tiny_corpus_dir, tmp_path):
 
 def test_training_for_a_step_count_is_reproducible(tiny_corpus_dir, tmp_path):
     """The demo trains for a step count, not a time budget, so the policy it deploys on the test voice
-    is the one chosen on the dev voices: one seed gives the same weights, another seed other weights."""
-    from stable_baselines3 import PPO
-
+    is the one chosen on the dev voices (on one machine): one seed gives the same weights, another seed
+    other weights."""
     def weights(name: str, seed: int) -> dict:
         policy = train_controller(_cfg(tiny_corpus_dir, tmp_path / name, n_envs=2, seed=seed))
         return PPO.load(policy / "model.zip").policy.state_dict()
