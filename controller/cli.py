@@ -45,8 +45,8 @@ class DemoCommand:
 
     controller: ControllerConfig = dataclasses.field(default_factory=ControllerConfig)
     compare: CompareConfig = dataclasses.field(default_factory=lambda: CompareConfig(
-        methods=["static", "hand", "policy"], policy="runs/demo/controller/policy", data=["en-gb-scotland@185:2"],
-        seeds=[0], out_dir="runs/demo/compare"))
+        methods=["static", "policy"], policy="runs/demo/controller/policy", data=["en-gb-scotland@185:2"],
+        seeds=[0], episode_steps=1000, eval_every=100, out_dir="runs/demo/compare"))
 
 
 for schema_name, schema in {"run_schema": RunConfig, "proxy_schema": ProxyCommand, "demo_schema": DemoCommand,
@@ -149,9 +149,9 @@ COMMANDS: dict[tuple[str, ...], tuple[str, Callable, str]] = {
                            "Equal-compute comparison of static, tuned static, hand, Optuna, the policy and "
                            "its open-loop replay on the test instances (test split, free-running); writes "
                            "<name>.json/.md/.png; resumes from the runs already done."),
-    ("demo",): ("demo", cmd_demo, "The README's main job (~16 min on 2 cores): proxy corpora, a warm-start "
-                                   "bank, PPO training, then the policy against the static and hand "
-                                   "schedules on a test voice."),
+    ("demo",): ("demo", cmd_demo, "The README's main job (~18 min on 2 cores): proxy corpora, a warm-start "
+                                   "bank, PPO training, then the policy against the static schedule "
+                                   "in a 1,000-step run on a test voice."),
 }
 
 

@@ -80,7 +80,7 @@ def test_demo_runs_the_whole_pipeline_on_a_tiny_budget(tmp_path):
     assert main(["demo", f"controller.out_dir={ctl}", f"compare.policy={ctl}/policy", f"compare.out_dir={cmp}",
                  "compare.episode_steps=8", *tiny]) == 0
     result = json.loads((cmp / "compare.json").read_text())
-    assert result["methods"] == ["static", "hand", "policy"]
+    assert result["methods"] == ["static", "policy"]
     assert result["meta"]["steps_per_action"] == 2  # K fixed in optimiser steps, as in training
     table = (cmp / "compare.md").read_text()
     assert table.count("\n| static |") == 2 and table.count("\n| policy |") == 1  # methods, then paired rows
