@@ -41,12 +41,11 @@ class ProxyCommand(ProxyOptions):
 
 @dataclasses.dataclass
 class DemoCommand:
-    """The main job: proxy corpora -> PPO controller -> deploy on a held-out voice -> comparison."""
+    """The main job: proxy corpora -> PPO controller -> deploy on a test voice -> comparison.
+    Its settings live in one place, ``configs/demo.yaml``."""
 
     controller: ControllerConfig = dataclasses.field(default_factory=ControllerConfig)
-    compare: CompareConfig = dataclasses.field(default_factory=lambda: CompareConfig(
-        methods=["static", "policy"], policy="runs/demo/controller/policy", data=["en-gb-scotland@185:2"],
-        seeds=[0], episode_steps=1000, eval_every=100, out_dir="runs/demo/compare"))
+    compare: CompareConfig = dataclasses.field(default_factory=CompareConfig)
 
 
 for schema_name, schema in {"run_schema": RunConfig, "proxy_schema": ProxyCommand, "demo_schema": DemoCommand,
