@@ -148,8 +148,9 @@ COMMANDS: dict[tuple[str, ...], tuple[str, Callable, str]] = {
                            "Equal-compute comparison of static, tuned static, hand, Optuna, the policy and "
                            "its open-loop replay on the test instances (test split, free-running); writes "
                            "<name>.json/.md/.png; resumes from the runs already done."),
-    ("demo",): ("demo", cmd_demo, "The README's main job (~18 min on 2 cores): proxy corpora, a warm-start "
-                                   "bank, PPO training, then the policy against the static schedule "
+    ("demo",): ("demo", cmd_demo, "The README's main job (14-20 min on 2 cores): proxy corpora, a warm-start "
+                                   "bank, PPO training of a policy that sets lr and ga_weight, then that policy against "
+                                   "the static schedule "
                                    "in a 1,000-step run on a test voice."),
 }
 
