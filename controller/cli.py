@@ -149,9 +149,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, Callable, str]] = {
                            "its open-loop replay on the test instances (test split, free-running); writes "
                            "<name>.json/.md/.png; resumes from the runs already done."),
     ("demo",): ("demo", cmd_demo, "The README's main job (14-20 min on 2 cores): proxy corpora, a warm-start "
-                                   "bank, PPO training of a policy that sets lr and ga_weight, then that policy against "
-                                   "the static schedule "
-                                   "in a 1,000-step run on a test voice."),
+                                   "bank, PPO training of a policy that sets lr and ga_weight, then that "
+                                   "policy against the static schedule in a 1,000-step run on a test voice."),
 }
 
 
