@@ -3,6 +3,7 @@ import json
 import pytest
 
 from controller.cli import main
+from tacotron.knobs import Knobs
 
 
 def test_help_lists_subcommands(capsys):
@@ -84,7 +85,8 @@ def test_demo_runs_the_whole_pipeline_on_a_tiny_budget(tmp_path):
     assert result["meta"]["steps_per_action"] == 2  # K fixed in optimiser steps, as in training
     policy_run = json.loads(next((cmp / "compare_runs").glob("policy__*.json")).read_text())
     untouched = {(k["dropout"], k["r"], k["tf_ratio"]) for k in policy_run["knob_trajectory"]}
-    assert untouched == {(0.1, 3, 1.0)}  # frozen in demo.yaml, static's from scratch: the policy sets lr, ga_weight
+    static = Knobs()  # frozen in demo.yaml, they keep static's values from scratch: the policy sets lr, ga_weight
+    assert untouched == {(static.dropout, static.r, static.tf_ratio)}
     table = (cmp / "compare.md").read_text()
     assert table.count("\n| static |") == 2 and table.count("\n| policy |") == 1  # methods, then paired rows
     assert "Paired differences baseline − policy" in table
