@@ -41,7 +41,7 @@ def main() -> None:
         v = tr.validate()
         rows.append({"step": tr.step_count, "wall_s": time.perf_counter() - start, "val_mel_loss": v.mel_loss,
                      "val_diagonality": v.diagonality, "infer_diagonality": v.infer.diagonality,
-                     "infer_focus": v.infer.focus, "infer_mel_dtw": v.infer.mel_dtw, "gate_accuracy": v.gate_accuracy})
+                     "infer_focus": v.infer.focus, "infer_cer": v.infer.cer, "gate_accuracy": v.gate_accuracy})
         aligned_at = aligned_at or (rows[-1] if v.diagonality >= 0.7 else None)
         if v.infer.diagonality >= 0.7:  # free-running too: the stricter test
             infer_aligned_at = rows[-1]

@@ -38,7 +38,7 @@ BASELINES = ("static", "hand")
 
 
 def _row(label: str, summary: dict) -> dict:
-    return {"schedule": label, "cpu_minutes": summary["search_cpu_s"] / 60, "mel_dtw": summary["mel_dtw"]["mean"],
+    return {"schedule": label, "cpu_minutes": summary["search_cpu_s"] / 60, "cer": summary["cer"]["mean"],
             "aligned": f"{round(summary['aligned_fraction']['mean'] * summary['runs'])}/{summary['runs']}",
             "steps_to_align_median": summary["steps_to_align_median"]}
 
@@ -85,7 +85,7 @@ def main() -> None:
     meta = {"instances": dev, "seeds": [args.seed], "model": "tiny", "episode_steps": args.steps,
             "eval_every": args.eval_every, "steps_per_action": run_env.steps_per_action, "quick": False}
     baseline_specs = {m: specs[m] for m in BASELINES}
-    paired_cols = [f"{m} − policy mel DTW" for m in BASELINES]
+    paired_cols = [f"{m} − policy CER" for m in BASELINES]
     rows = []
     for label in labels:
         # summarise pairs every baseline with the method called "policy": here, this saved policy
@@ -93,29 +93,29 @@ def main() -> None:
                            {**baseline_specs, "policy": specs[label]}, meta)
         if not rows:
             rows += [_row(m, result[m]) | dict.fromkeys(paired_cols, "–") for m in BASELINES]
-        rows.append(_row(label, result["policy"]) | {col: _ci(result["paired"][m]["mel_dtw"])
+        rows.append(_row(label, result["policy"]) | {col: _ci(result["paired"][m]["cer"])
                                                       for col, m in zip(paired_cols, BASELINES)})
     curve = rows[len(BASELINES):]
     bank_cpu_min = load_meta(policies[-1])["bank_cost"]["cpu_seconds"] / 60
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r["cpu_minutes"] for r in curve], [r["mel_dtw"] for r in curve], marker="o",
+    ax.plot([r["cpu_minutes"] for r in curve], [r["cer"] for r in curve], marker="o",
             label="policy (bank + PPO)")
     for row, style in zip(rows, ("--", ":")):
-        ax.axhline(row["mel_dtw"], color="grey", linestyle=style, label=f"{row['schedule']} (no search)")
+        ax.axhline(row["cer"], color="grey", linestyle=style, label=f"{row['schedule']} (no search)")
     ax.axvline(bank_cpu_min, color="tab:red", alpha=0.3, label="bank built")
     ax.set(xlabel="CPU-minutes to obtain the policy (bank + PPO)",
-           ylabel=f"mean dev mel DTW, {args.steps}-step runs (lower is better)")
+           ylabel=f"mean dev CER, {args.steps}-step runs (lower is better)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(RESULTS / "ppo_economics.png", dpi=90)
     write_results("ppo_economics", {"dev_instances": dev, "seed": args.seed, "run_steps": args.steps,
                                     "ppo_budget_minutes_wall": args.budget_min, "bank_cpu_minutes": bank_cpu_min,
                                     "runs": records}, rows,
-                  "PPO economics: dev-set mel DTW of the full-run policy against the CPU-minutes spent on it",
+                  "PPO economics: dev-set CER of the full-run policy against the CPU-minutes spent on it",
                   f"Policy trained as `--config controller/full_run_policy` ({args.budget_min:g} wall minutes of "
                   f"PPO on 2 processes after a {bank_cpu_min:.1f} CPU-minute bank), saved every {args.every} env "
                   f"steps. Each schedule ran {args.steps} optimiser steps from scratch on the dev voices "
-                  f"{', '.join(dev)} (seed {args.seed}); mel DTW is the final free-running figure on each voice's test split, "
+                  f"{', '.join(dev)} (seed {args.seed}); CER is the final free-running figure on each voice's test split, "
                   f"mean over voices. Paired differences over the {len(dev)} voices, mean [95 % CI]; positive "
                   f"favours the policy. CPU-minutes count the bank and the PPO processes, not evaluation.")
 

@@ -52,7 +52,7 @@ def make_sampler(name: str, seed: int, n_startup_trials: int) -> optuna.samplers
                                             warn_independent_sampling=False)
     if name == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup_trials)
-    # Multi-objective: free-running mel distance against steps to align (Optuna cannot prune these).
+    # Multi-objective: free-running CER against steps to align (Optuna cannot prune these).
     return optuna.samplers.NSGAIISampler(seed=seed, population_size=4)
 
 
@@ -170,7 +170,7 @@ def _pruner(name: str, n_startup_trials: int) -> optuna.pruners.BasePruner:
 def _objective(env: TrainingEnv, instances: list[str], space: str, multi: bool, seed: int):
     def objective(trial: optuna.Trial) -> float | tuple[float, float]:
         schedule = schedule_from_params(space, SPACE_FNS[space][0](trial))
-        scores, mels, aligned_steps, steps = [], [], [], 0
+        scores, cers, aligned_steps, steps = [], [], [], 0
         trial.set_user_attr("threads", max(env.cfg.threads, 1))
         trial.set_user_attr("worker_pid", os.getpid())  # which worker ran it (a killed one's trial is retried)
         for i, instance in enumerate(instances):
@@ -178,14 +178,14 @@ def _objective(env: TrainingEnv, instances: list[str], space: str, multi: bool, 
             steps += env.trainer.step_count
             trial.set_user_attr("steps", steps)
             scores.append(info["final_score"] if math.isfinite(info["final_score"]) else 0.0)
-            mels.append(info["val"]["infer_mel_dtw"])
+            cers.append(info["val"]["infer_cer"])
             # A run that never aligns counts as twice the episode length.
             aligned_steps.append(info["steps_to_align"] or 2 * env.cfg.episode_steps)
             if not multi:
                 trial.report(float(np.mean(scores)), i)
                 if trial.should_prune():
                     raise optuna.TrialPruned()
-        return (float(np.mean(mels)), float(np.mean(aligned_steps))) if multi else float(np.mean(scores))
+        return (float(np.mean(cers)), float(np.mean(aligned_steps))) if multi else float(np.mean(scores))
     return objective
 
 
@@ -272,7 +272,7 @@ def search_cost(study: optuna.Study) -> tuple[int, float, list[dict]]:
 
 
 def best_params(study: optuna.Study) -> dict:
-    """The single best trial, or on a Pareto front the fastest to align (then the lowest mel distance)."""
+    """The single best trial, or on a Pareto front the fastest to align (then the lowest CER)."""
     if len(study.directions) == 1:
         return study.best_params
     return min(study.best_trials, key=lambda t: (t.values[1], t.values[0])).params

@@ -29,6 +29,7 @@ from env.training_env import EnvConfig
 from tacotron.checkpoint import CheckpointWriteError
 from tacotron.proxy import ProxyOptions, generate_proxy_corpus, parse_instance
 from tacotron.run import RunConfig, train_run
+from tacotron.speech_eval import EvalConfig, evaluate_wavs, format_table
 
 
 @dataclasses.dataclass
@@ -51,7 +52,7 @@ class DemoCommand:
 for schema_name, schema in {"run_schema": RunConfig, "proxy_schema": ProxyCommand, "demo_schema": DemoCommand,
                             "controller_schema": ControllerConfig, "deploy_schema": DeployConfig,
                             "compare_schema": CompareConfig, "explain_schema": ExplainConfig,
-                            "env_schema": EnvConfig, "record_schema": RecordConfig}.items():
+                            "env_schema": EnvConfig, "record_schema": RecordConfig, "eval_schema": EvalConfig}.items():
     ConfigStore.instance().store(name=schema_name, node=schema)
 
 
@@ -80,9 +81,10 @@ def cmd_proxy(cfg: ProxyCommand) -> None:
 def cmd_train(cfg: RunConfig) -> None:
     summary = train_run(cfg)
     final = summary.final
-    print(f"done: free-running val mel DTW {final['infer_mel_dtw']:.3f}, diagonality {final['infer_diagonality']:.2f}, "
-          f"stop rate {final['infer_stop_rate']:.2f}, steps to align {summary.steps_to_align}, "
-          f"rollbacks {summary.rollbacks}; outputs in {cfg.out_dir} (tensorboard --logdir {cfg.out_dir}/tb)")
+    print(f"done: free-running val CER {final['infer_cer']:.3f}, MCD-DTW-SL {final['infer_mcd_dtw_sl']:.2f} dB, "
+          f"diagonality {final['infer_diagonality']:.2f}, stop rate {final['infer_stop_rate']:.2f}, "
+          f"steps to align {summary.steps_to_align}, rollbacks {summary.rollbacks}; outputs in {cfg.out_dir} "
+          f"(tensorboard --logdir {cfg.out_dir}/tb)")
 
 
 def cmd_controller_train(cfg: ControllerConfig) -> None:
@@ -119,6 +121,12 @@ def cmd_bench_compare(cfg: CompareConfig) -> None:
     print((Path(cfg.out_dir) / f"{cfg.name}.md").read_text())
 
 
+def cmd_eval(cfg: EvalConfig) -> None:
+    result = evaluate_wavs(cfg)
+    print(format_table(result))
+    print(f"written to {Path(cfg.wavs) / 'eval.json'}")
+
+
 def cmd_demo(cfg: DemoCommand) -> None:
     env = cfg.controller.env
     train_instances = list(env.instances) or load_instance_set(env.instance_set)
@@ -148,6 +156,9 @@ COMMANDS: dict[tuple[str, ...], tuple[str, Callable, str]] = {
                            "Equal-compute comparison of static, tuned static, hand, Optuna, the policy and "
                            "its open-loop replay on the test instances (test split, free-running); writes "
                            "<name>.json/.md/.png; resumes from the runs already done."),
+    ("eval",): ("eval", cmd_eval, "Score any system's speech: every wavs=DIR/<utterance id>.wav in split=test "
+                                   "(or train, val) of data=INSTANCE_OR_FOLDER, by CER (the recogniser), "
+                                   "MCD-DTW-SL and GV ratio; prints a table and writes DIR/eval.json."),
     ("demo",): ("demo", cmd_demo, "The README's main job (14-20 min on 2 cores): proxy corpora, a warm-start "
                                    "bank, PPO training of a policy that sets lr and ga_weight, then that "
                                    "policy against the static schedule in a 1,000-step run on a test voice."),

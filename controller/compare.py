@@ -33,6 +33,7 @@ from controller.episodes import run_episode
 from env.instances import load_instance_set
 from env.training_env import EnvConfig, TrainingEnv
 from tacotron import checkpoint
+from tacotron.trainer import yardstick_key
 
 
 @dataclass
@@ -96,7 +97,7 @@ def run_one(spec: MethodSpec, env_cfg: EnvConfig, instance: str, seed: int, eval
 def _run_key(spec: MethodSpec, env_cfg: EnvConfig, eval_every: int) -> str:
     """A hash of everything that shapes a run besides its instance and seed, so a resumed comparison
     keeps a finished run only if it would run the same today."""
-    key = {"spec": spec, "env": dataclasses.asdict(env_cfg), "eval_every": eval_every}
+    key = {"spec": spec, "env": dataclasses.asdict(env_cfg), "eval_every": eval_every, "yardstick": yardstick_key()}
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
@@ -128,11 +129,11 @@ def _run_grid(jobs: list[tuple], workers: int, progress: bool) -> None:
         with mp.get_context("spawn").Pool(workers, maxtasksperchild=1) as pool:
             for method, record in pool.imap_unordered(_job, single):
                 bar.update(1)
-                bar.set_postfix(last=f"{method} {record['final']['mel_dtw']:.3f}")
+                bar.set_postfix(last=f"{method} CER {record['final']['cer']:.3f}")
     for job in in_main:
         method, record = _job(job)
         bar.update(1)
-        bar.set_postfix(last=f"{method} {record['final']['mel_dtw']:.3f}")
+        bar.set_postfix(last=f"{method} CER {record['final']['cer']:.3f}")
     bar.close()
 
 

@@ -29,7 +29,7 @@ def policy_decider(model, vec_normalize=None) -> Decide:
 
 def run_episode(env: TrainingEnv, decide: Decide, instance: str, seed: int,
                 on_decision: Callable[[int, dict], None] | None = None) -> tuple[dict, list[dict]]:
-    """-> (final info, curve of {"step", "score", "infer_mel_dtw", "infer_diagonality"} per decision)."""
+    """-> (final info, curve of {"step", "score", "infer_cer", "infer_diagonality"} per decision)."""
     obs, info = env.reset(seed=seed, options={"instance": instance})
     curve = [{"step": env.trainer.step_count, "score": info["score"]}]
     done, n = False, 0
@@ -37,7 +37,7 @@ def run_episode(env: TrainingEnv, decide: Decide, instance: str, seed: int,
         obs, _, term, trunc, info = env.step(decide(obs, env))
         done, n = term or trunc, n + 1
         curve.append({"step": env.trainer.step_count, "score": info["score"],
-                      "infer_mel_dtw": info["val"]["infer_mel_dtw"],
+                      "infer_cer": info["val"]["infer_cer"],
                       "infer_diagonality": info["val"]["infer_diagonality"]})
         if on_decision:
             on_decision(n, info)

@@ -35,6 +35,7 @@ from env.training_env import EnvConfig, TrainingEnv
 from tacotron import checkpoint
 from tacotron.knobs import KNOB_NAMES, Knobs
 from tacotron.schedules import Schedule, get_schedule
+from tacotron.trainer import yardstick_key
 
 OPTUNA_METHODS = {"tuned_static": ("tpe", "constant"), "optuna_tpe": ("tpe", "schedule"),
                   "optuna_cmaes": ("cmaes", "schedule"), "optuna_gp": ("gp", "schedule"),
@@ -103,7 +104,8 @@ def _cache_key(method: str, env_cfg: EnvConfig, policy: Path | None, optuna: Opt
     only for the same search (and comparisons that share a search share its cost once)."""
     key = {"method": method}
     if method in OPTUNA_METHODS:
-        key |= {"optuna": dataclasses.asdict(optuna), "search_env": dataclasses.asdict(search_env)}
+        key |= {"optuna": dataclasses.asdict(optuna), "search_env": dataclasses.asdict(search_env),
+                "yardstick": yardstick_key()}  # the objective is scored by the yardstick
     if method in (*POLICY_METHODS, *OPTUNA_METHODS) and policy is not None:
         key |= {"policy": policy_fingerprint(policy)}
     if method == "policy_stretched":

@@ -32,12 +32,12 @@ def plot_knob_trajectories(trajectories: dict[str, list[dict]], path: Path, titl
 
 
 def plot_test_curves(curves: dict[str, list[list[dict]]], path: Path) -> None:
-    """Test-split mel DTW distance and free-running diagonality against optimiser steps, mean over runs."""
+    """Test-split CER and free-running diagonality against optimiser steps, mean over runs."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
     for label, runs in curves.items():
         n = min(len(run) for run in runs)
         steps = [p["step"] for p in runs[0][:n]]
-        for ax, key in zip(axes, ("mel_dtw", "diagonality")):
+        for ax, key in zip(axes, ("cer", "diagonality")):
             ax.plot(steps, [sum(run[i][key] for run in runs) / len(runs) for i in range(n)], label=label)
             ax.set_title(f"test {key} (mean over runs)")
             ax.set_xlabel("optimiser step")

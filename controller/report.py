@@ -1,8 +1,8 @@
 """Summaries of compared runs: per-method figures, censored steps to align, paired differences.
 
 ``summarise`` returns the comparison JSON: ``episode_steps``, ``model``, ``instances``, ``seeds``,
-``methods`` (the names), one entry per method with ``mel_dtw``, ``infer_diagonality``, ``stop_rate``
-and ``aligned_fraction`` as ``{mean, std}``, ``steps_to_align_median`` (runs that never aligned count
+``methods`` (the names), one entry per method with ``cer`` (the headline), ``mcd_dtw_sl``,
+``gv_ratio``, ``infer_diagonality``, ``stop_rate`` and ``aligned_fraction`` as ``{mean, std}``, ``steps_to_align_median`` (runs that never aligned count
 at the run length; ``steps_to_align_censored`` says when the median sits there), ``diverged``,
 ``search_steps`` and ``search_cpu_s``; and ``paired``: for each baseline, ``{metric: {delta_mean,
 ci95_low, ci95_high}}`` of baseline − policy over the same instance × seed runs; ``paired_by_instance``:
@@ -20,7 +20,8 @@ import torch
 
 from controller.statistics import censored_median, mean_std, paired_ci
 
-PAIRED_METRICS = ("mel_dtw", "infer_diagonality", "stop_rate", "aligned", "steps_to_align", "score")
+PAIRED_METRICS = ("cer", "mcd_dtw_sl", "gv_ratio", "infer_diagonality", "stop_rate", "aligned", "steps_to_align",
+                  "score")
 
 
 def cpu_model() -> str:
@@ -41,7 +42,8 @@ def machine() -> dict:
 
 def _figures(record: dict, budget: int) -> dict[str, float]:
     final = record["final"]
-    return {"mel_dtw": final["mel_dtw"], "infer_diagonality": final["diagonality"], "stop_rate": final["stop_rate"],
+    return {"cer": final["cer"], "mcd_dtw_sl": final["mcd_dtw_sl"], "gv_ratio": final["gv_ratio"],
+            "infer_diagonality": final["diagonality"], "stop_rate": final["stop_rate"],
             "stop_error_rel": final["stop_error_rel"], "score": final["score"],
             "aligned": float(record["steps_to_align"] is not None),
             "steps_to_align": float(record["steps_to_align"] if record["steps_to_align"] is not None else budget)}
@@ -51,7 +53,8 @@ def _method_summary(records: list[dict], spec: dict, budget: int) -> dict:
     figs = [_figures(r, budget) for r in records]
     col = lambda key: [f[key] for f in figs]  # noqa: E731
     median = censored_median([r["steps_to_align"] for r in records], budget)
-    return {"mel_dtw": mean_std(col("mel_dtw")), "infer_diagonality": mean_std(col("infer_diagonality")),
+    return {"cer": mean_std(col("cer")), "mcd_dtw_sl": mean_std(col("mcd_dtw_sl")),
+            "gv_ratio": mean_std(col("gv_ratio")), "infer_diagonality": mean_std(col("infer_diagonality")),
             "stop_rate": mean_std(col("stop_rate")), "aligned_fraction": mean_std(col("aligned")),
             "stop_error_rel": mean_std(col("stop_error_rel")), "score": mean_std(col("score")),
             "steps_to_align_median": median["median"], "steps_to_align_censored": median["censored"],
@@ -115,8 +118,12 @@ def _ci(d: dict, digits: int = 3) -> str:
     return f"{d['delta_mean']:+.{digits}f} [{d['ci95_low']:+.{digits}f}, {d['ci95_high']:+.{digits}f}]"
 
 
+PAIRED_HEADER = "| baseline | CER | MCD (dB) | GV | diagonality | stop rate | aligned | steps to align | score |"
+
+
 def _paired_rows(paired: dict) -> list[str]:
-    return [f"| {m} | {_ci(d['mel_dtw'])} | {_ci(d['infer_diagonality'])} | {_ci(d['stop_rate'], 2)} | "
+    return [f"| {m} | {_ci(d['cer'])} | {_ci(d['mcd_dtw_sl'], 2)} | {_ci(d['gv_ratio'], 2)} | "
+            f"{_ci(d['infer_diagonality'])} | {_ci(d['stop_rate'], 2)} | "
             f"{_ci(d['aligned'], 2)} | {_ci(d['steps_to_align'], 0)} | {_ci(d['score'])} |" for m, d in paired.items()]
 
 
@@ -126,28 +133,29 @@ def markdown_report(result: dict, title: str) -> str:
              f"Test instances {', '.join(result['instances'])}; seeds {result['seeds']}; model {result['model']}; "
              f"{result['episode_steps']} optimiser steps per run from scratch, a decision every "
              f"{meta['steps_per_action']}; test split decoded free-running every {meta['eval_every']} steps; "
-             f"{_run_hours(result):.2f} h of run wall time (summed over runs; searches excluded). Mean ± std over runs. mel DTW = mean per-frame L1 on "
-             "log-mels after DTW (lower is better). Steps to align: median with never-aligned runs counted at "
+             f"{_run_hours(result):.2f} h of run wall time (summed over runs; searches excluded). Mean ± std over runs. CER = the "
+             "recogniser's character error rate on the free-running test split (the headline; lower is better); "
+             "MCD = MCD-DTW-SL in dB (lower is better); GV = global-variance ratio (1 is right, below is "
+             "over-smoothed). Steps to align: median with never-aligned runs counted at "
              "the run length (≥ marks a censored median). Search cost = everything spent to obtain the schedule."
              + (f" Measured on {meta['machine']['cpu']}, {meta['machine']['date']}." if "machine" in meta else ""),
-             "", "| method | mel DTW | free-running diagonality | stop rate | aligned | steps to align (median) "
-             "| diverged | score | search steps | search CPU-s |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "", "| method | CER | MCD (dB) | GV | free-running diagonality | stop rate | aligned | steps to align "
+             "(median) | diverged | score | search steps | search CPU-s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in result["methods"]:
         r = result[m]
         median = f"{'≥' if r['steps_to_align_censored'] else ''}{r['steps_to_align_median']:.0f}"
-        lines.append(f"| {m} | {_ms(r['mel_dtw'])} | {_ms(r['infer_diagonality'])} | {_ms(r['stop_rate'], 2)} | "
+        lines.append(f"| {m} | {_ms(r['cer'])} | {_ms(r['mcd_dtw_sl'], 2)} | {_ms(r['gv_ratio'], 2)} | "
+                     f"{_ms(r['infer_diagonality'])} | {_ms(r['stop_rate'], 2)} | "
                      f"{r['runs'] - r['never_aligned']}/{r['runs']} | {median} | {r['diverged']} | {_ms(r['score'])} | "
                      f"{r['search_steps']} | {r['search_cpu_s']:.0f} |")
     if result.get("paired"):
         lines += ["", "Paired differences baseline − policy over the same instance × seed runs, mean [95 % CI]. "
-                  "Positive mel DTW / steps to align, or negative diagonality / aligned / score, favour the policy.",
-                  "", "| baseline | mel DTW | diagonality | stop rate | aligned | steps to align | score |",
-                  "|---|---|---|---|---|---|---|"]
+                  "Positive CER / MCD / steps to align, or negative diagonality / aligned / score, favour the policy.",
+                  "", PAIRED_HEADER, "|---|---|---|---|---|---|---|---|---|"]
         lines += _paired_rows(result["paired"])
         if len(result["seeds"]) > 1:
             lines += ["", "The same by instance: each instance's mean over seeds is one pair (seeds of one instance "
                       "are not independent, so these intervals are the conservative ones).",
-                      "", "| baseline | mel DTW | diagonality | stop rate | aligned | steps to align | score |",
-                      "|---|---|---|---|---|---|---|"]
+                      "", PAIRED_HEADER, "|---|---|---|---|---|---|---|---|---|"]
             lines += _paired_rows(result["paired_by_instance"])
     return "\n".join(lines) + "\n"

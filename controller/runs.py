@@ -4,6 +4,9 @@ from __future__ import annotations
 from tacotron.metrics import composite_score, is_aligned, steps_to_align
 
 
+CURVE_FIGURES = ("step", "cer", "mcd_dtw_sl", "gv_ratio", "diagonality", "score")
+
+
 def test_check(trainer) -> dict:
     """The whole test split decoded free-running and scored: the figures every comparison reports."""
     stats, _ = trainer.free_run(trainer.corpus.test)
@@ -17,5 +20,5 @@ def run_record(instance: str, seed: int, checks: list[dict], knob_trajectory: li
     ``figures`` (diverged, rollbacks, wall_s, run_steps)."""
     return {"instance": instance, "seed": seed, "final": checks[-1],
             "steps_to_align": steps_to_align([(c["step"], c["aligned"]) for c in checks]),
-            "curve": [{k: c[k] for k in ("step", "mel_dtw", "diagonality", "score")} for c in checks],
+            "curve": [{k: c[k] for k in CURVE_FIGURES} for c in checks],
             "knob_trajectory": knob_trajectory, **figures}

@@ -23,7 +23,7 @@ WINDOW_NAMES = (
     "diagonality", "focus", "monotonicity", "coverage", "rollback_share",
 )
 VAL_NAMES = (
-    "val_log_mel", "val_gate_accuracy", "val_diagonality", "val_infer_mel_score", "val_infer_diagonality",
+    "val_log_mel", "val_gate_accuracy", "val_diagonality", "val_infer_intelligibility", "val_infer_diagonality",
     "val_infer_focus", "val_infer_monotonicity", "val_infer_coverage", "val_infer_stop_rate",
     "val_infer_stop_error_rel",
 )

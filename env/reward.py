@@ -1,10 +1,10 @@
 """Dense, potential-based reward on the composite validation score.
 
 score(val) = ``tacotron.metrics.composite_score`` of the whole val split decoded free-running with
-``RewardConfig.score_weights`` (default the practitioners' 0.4·mel_score + 0.3·diagonality +
-0.3·stop_score), each figure in [0, 1] and independent of r. mel_score is 1 − mel DTW distance / the
-split's mean-frame distance, so it moves with the mel distance. Benchmarks report the default-weighted
-score whatever the reward's weights.
+``RewardConfig.score_weights`` (default the practitioners' 0.4·intelligibility + 0.3·diagonality +
+0.3·stop_score), each figure in [0, 1] and independent of r. intelligibility is 1 − the recogniser's
+CER (``tacotron.asr``), floored at 0, so it moves with what a listener would understand. Benchmarks
+report the default-weighted score whatever the reward's weights.
 
 reward_t = score_t − score_{t−1} − rollback_penalty·rollbacks_t + align_bonus·[first aligned at t]
 
@@ -26,13 +26,13 @@ class RewardConfig:
     rollback_penalty: float = 0.05
     divergence_penalty: float = 1.0
     align_bonus: float = 0.2
-    # Weights of mel_score, diagonality and stop_score in the potential (normalised to sum to 1).
+    # Weights of intelligibility, diagonality and stop_score in the potential (normalised to sum to 1).
     score_weights: list[float] = field(default_factory=lambda: list(COMPOSITE_WEIGHTS))
 
     def __post_init__(self) -> None:
         if len(self.score_weights) != 3 or min(self.score_weights) < 0 or sum(self.score_weights) <= 0:
-            raise ValueError(f"reward.score_weights={list(self.score_weights)} must be 3 weights (mel, diagonality, "
-                             "stop) >= 0 with a positive sum")
+            raise ValueError(f"reward.score_weights={list(self.score_weights)} must be 3 weights (intelligibility, "
+                             "diagonality, stop) >= 0 with a positive sum")
 
     def score(self, stats: FreeRunStats) -> float:
         """The potential Φ: the free-running figures weighted by ``score_weights``."""

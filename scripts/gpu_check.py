@@ -40,7 +40,7 @@ def check(model: str) -> dict:
         assert trainer.step().mel_post == twin.step().mel_post, f"{model}: the restored run diverges"
     val = trainer.validate()
     return {"model": model, "steps_per_s": round(rate, 2), "first_loss": losses[0], "last_loss": losses[-1],
-            "val_infer_mel_dtw": round(val.infer.mel_dtw, 3), "amp": trainer.amp}
+            "val_infer_cer": round(val.infer.cer, 3), "amp": trainer.amp}
 
 
 def main() -> int:

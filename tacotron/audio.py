@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -43,20 +44,42 @@ class AudioConfig:
                                    fmin=self.fmin, fmax=self.fmax)
 
 
-def load_wav(path: Path, sample_rate: int) -> np.ndarray:
+SILENCE_PEAK = 1e-4  # -80 dBFS: nothing a recording of speech stays below
+
+
+def _declared_frames(path: Path) -> int | None:
+    """The sample count a PCM wav's header declares (None where ``wave`` cannot parse the header)."""
+    try:
+        with wave.open(str(path)) as fh:
+            return fh.getnframes()
+    except (wave.Error, EOFError, OSError):
+        return None
+
+
+def load_wav(path: Path, sample_rate: int, min_samples: int = 1, refuse_silence: bool = True) -> np.ndarray:
     """Mono float32 audio at ``sample_rate``; resampled with librosa when the file differs.
 
-    Raises ``ValueError`` for an unreadable or empty file.
+    Raises ``ValueError`` naming the file and the reason for a file that is unreadable, truncated
+    (fewer samples than its header declares), empty, shorter than ``min_samples`` (at
+    ``sample_rate``) or, with ``refuse_silence``, silent (peak below -80 dBFS).
     """
     try:
         wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as err:
         raise ValueError(f"cannot read wav {path}: {err}") from err
+    declared = _declared_frames(path)
+    if declared is not None and declared > len(wav):
+        raise ValueError(f"wav {path} is truncated: its header declares {declared} samples, the file holds {len(wav)}")
     wav = wav.mean(axis=1)
     if wav.size == 0:
         raise ValueError(f"wav {path} holds no samples")
     if sr != sample_rate:
         wav = librosa.resample(wav, orig_sr=sr, target_sr=sample_rate)
+    if wav.size < min_samples:
+        raise ValueError(f"wav {path} is too short: {wav.size} samples at {sample_rate} Hz, "
+                         f"fewer than the {min_samples} one analysis window needs")
+    if refuse_silence and np.abs(wav).max() < SILENCE_PEAK:
+        raise ValueError(f"wav {path} is silent (peak {np.abs(wav).max():.1e}, below -80 dBFS)")
     return wav
 
 

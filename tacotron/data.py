@@ -19,8 +19,8 @@ import torch
 from tqdm import tqdm
 
 from tacotron.audio import AudioConfig, load_wav, mel_spectrogram
-from tacotron.proxy import cache_root
-from tacotron.text import TextFrontend
+from tacotron.proxy import PROXY_MARKER, cache_root
+from tacotron.text import TextFrontend, normalize, transcript
 
 log = logging.getLogger(__name__)
 R_MAX = 6  # largest reduction factor the model supports
@@ -51,6 +51,7 @@ class DataConfig:
 @dataclass
 class Utterance:
     utt_id: str
+    text: str  # normalised (``tacotron.text.normalize``)
     text_ids: torch.Tensor  # [N] long
     mel: torch.Tensor  # [n_mels, T] float32
 
@@ -66,6 +67,11 @@ class LoadReport:
     empty_text: int = 0
     too_long: int = 0
     unknown_symbols: dict[str, int] = field(default_factory=dict)
+    refused: list[str] = field(default_factory=list)  # "id: reason" for every row left out
+
+    def refuse(self, kind: str, reason: str) -> None:
+        setattr(self, kind, getattr(self, kind) + 1)
+        self.refused.append(reason)
 
     def problems(self) -> str:
         parts = [f"{n} {name.replace('_', ' ')}" for name, n in
@@ -84,6 +90,9 @@ class Corpus:
     frontend: TextFrontend
     report: LoadReport
     audio: AudioConfig
+    root: Path
+    cfg: DataConfig
+    proxy: bool = False  # an espeak-ng proxy corpus: scored by the shared proxy recogniser (``tacotron.asr``)
 
 
 def _read_metadata(root: Path) -> list[tuple[str, str]]:
@@ -111,7 +120,7 @@ def _load_mel(wav_path: Path, cache: Path, audio: AudioConfig, report: LoadRepor
     if cached.exists():
         report.cache_hits += 1
         return np.load(cached)
-    mel = mel_spectrogram(load_wav(wav_path, audio.sample_rate), audio)
+    mel = mel_spectrogram(load_wav(wav_path, audio.sample_rate, min_samples=audio.win_length), audio)
     tmp = cached.with_name(f".{cached.stem}.{os.getpid()}.npy")  # per process: parallel envs share the cache
     np.save(tmp, mel)
     tmp.replace(cached)  # atomic: an interrupted run never leaves a truncated cache file
@@ -128,26 +137,28 @@ def load_corpus(root: Path, audio: AudioConfig, cfg: DataConfig, progress: bool 
     report = LoadReport()
     utts = []
     for utt_id, text in tqdm(rows, desc=f"loading {root.name}", disable=not progress):
-        if not text.strip():
-            report.empty_text += 1
-            continue
         wav_path = root / "wavs" / f"{utt_id}.wav"
+        if not transcript(text):
+            report.refuse("empty_text", f"{utt_id}: its transcript {text!r} holds no word")
+            continue
         if not wav_path.is_file():
-            report.missing_wav += 1
+            report.refuse("missing_wav", f"{utt_id}: {wav_path} does not exist")
             continue
         try:
             mel = _load_mel(wav_path, cache, audio, report)
-        except ValueError:
-            report.corrupt_wav += 1
+        except ValueError as err:
+            report.refuse("corrupt_wav", f"{utt_id}: {err}")
             continue
         if mel.shape[1] > cfg.max_frames:
-            report.too_long += 1
+            report.refuse("too_long", f"{utt_id}: {mel.shape[1]} frames, above data.max_frames={cfg.max_frames}")
             continue
-        utts.append(Utterance(utt_id, torch.tensor(frontend.encode(text)), torch.from_numpy(mel)))
+        utts.append(Utterance(utt_id, normalize(text), torch.tensor(frontend.encode(text)), torch.from_numpy(mel)))
     report.loaded = len(utts)
     report.unknown_symbols = dict(frontend.unknown_counts)
     if report.problems():
         log.warning("dataset %s: skipped or changed %s; %d usable", root, report.problems(), len(utts))
+        for reason in report.refused:
+            log.warning("left out %s", reason)
     if len(utts) < 3:
         raise ValueError(f"dataset {root} has {len(utts)} usable utterances of {len(rows)} "
                          f"({report.problems() or 'no rows'}); need at least 3 (train, val and test)")
@@ -157,7 +168,8 @@ def load_corpus(root: Path, audio: AudioConfig, cfg: DataConfig, progress: bool 
     n_val = max(1, round(cfg.val_fraction * len(utts)))
     split = [utts[i] for i in order]
     return Corpus(train=split[n_test + n_val:], val=split[n_test:n_test + n_val], test=split[:n_test],
-                  frontend=frontend, report=report, audio=audio)
+                  frontend=frontend, report=report, audio=audio, root=root, cfg=cfg,
+                  proxy=(root / PROXY_MARKER).is_file())
 
 
 @dataclass

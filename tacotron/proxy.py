@@ -7,6 +7,7 @@ interrupted build never leaves a half corpus that looks finished.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -24,6 +25,7 @@ from tacotron.text import check_voice, espeak, normalize, require_espeak
 
 log = logging.getLogger(__name__)
 SAMPLE_RATE = 22050  # espeak-ng's native rate; no resampling needed
+PROXY_MARKER = "proxy.json"  # the corpus's ProxySpec: marks an espeak-ng corpus (scored by the proxy recogniser)
 _WORDS = [w for w in (Path(__file__).with_name("wordlist.txt").read_text().split("\n"))
           if w and not w.startswith("#")]
 
@@ -125,6 +127,7 @@ def generate_proxy_corpus(spec: ProxySpec, root: Path | None = None, progress: b
             raise ValueError(f"espeak-ng failed for voice {spec.voice!r}: {err.stderr.decode().strip()}") from err
         rows.append(f"{utt_id}|{text}|{normalize(text)}")
     (tmp / "metadata.csv").write_text("\n".join(rows) + "\n")
+    (tmp / PROXY_MARKER).write_text(json.dumps(asdict(spec)))
     try:
         tmp.rename(out)
     except OSError:  # another process finished the same corpus first

@@ -130,7 +130,7 @@ def train_run(cfg: RunConfig, knob_fn: Schedule | None = None, progress: bool = 
         done = trainer.step_count == cfg.max_steps
         if trainer.step_count % cfg.val_every == 0 or done:
             history.append(val_record(trainer.step_count, trainer.validate()))
-            bar.set_postfix(mel_dtw=f"{history[-1]['infer_mel_dtw']:.3f}",
+            bar.set_postfix(cer=f"{history[-1]['infer_cer']:.3f}",
                             diag=f"{history[-1]['infer_diagonality']:.2f}", loss=f"{stats.mel_post:.3f}")
         if trainer.step_count % cfg.ckpt_every == 0 or done:
             trainer.save(out / "checkpoints" / f"step_{trainer.step_count}.pt",

@@ -12,6 +12,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
+import inflect
+
 PAD = "_"
 EOS = "~"
 _PUNCTUATION = "!'(),.:;? -\""
@@ -23,9 +25,38 @@ CHAR_SYMBOLS = [PAD, EOS] + list(_PUNCTUATION) + list(_LETTERS)
 PHONEME_SYMBOLS = CHAR_SYMBOLS + list(_IPA)
 
 
+_INFLECT = inflect.engine()
+_CURRENCIES = {"$": "dollars", "£": "pounds", "€": "euros"}
+_SYMBOL_WORDS = {"%": " percent ", "&": " and ", "+": " plus ", "@": " at ", "#": " number ", "=": " equals "}
+_NUMBER = re.compile(r"(?P<currency>[$£€])?(?P<number>\d+(?:,\d{3})*(?:\.\d+)?)(?P<ordinal>st|nd|rd|th)?")
+
+
+def _spell_number(match: re.Match) -> str:
+    number = match["number"].replace(",", "")
+    words = _INFLECT.number_to_words(number + (match["ordinal"] or ""))
+    currency = match["currency"]
+    return f" {words} {_CURRENCIES[currency]} " if currency else f" {words} "
+
+
+def expand_numbers(text: str) -> str:
+    """Digits, currency and common symbols spelled out in words ('£3' -> 'three pounds', '21st' ->
+    'twenty-first', '50%' -> 'fifty percent'), as NVIDIA's english_cleaners do (with ``inflect``)."""
+    text = _NUMBER.sub(_spell_number, text)
+    for symbol, words in _SYMBOL_WORDS.items():
+        text = text.replace(symbol, words)
+    return text
+
+
 def normalize(text: str) -> str:
-    """Lower-case and collapse whitespace; the 'normalized_text' column of metadata.csv."""
-    return re.sub(r"\s+", " ", text.strip().lower())
+    """Numbers and symbols spelled out, lower-cased, whitespace collapsed: the text every model reads."""
+    spaced = re.sub(r"\s+", " ", expand_numbers(text).strip().lower())
+    return re.sub(r" ([,.;:!?])", r"\1", spaced)
+
+
+def transcript(text: str) -> str:
+    """What a listener can hear of ``text``: its normalised letters, apostrophes and word breaks, the
+    reference a recogniser's output is scored against (punctuation and hyphens are not spoken)."""
+    return re.sub(r"\s+", " ", re.sub(r"[^a-z' ]", " ", normalize(text))).strip()
 
 
 VOICE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+\-]*")  # espeak-ng voice names, e.g. en-us+f3

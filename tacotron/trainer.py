@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 from tacotron import checkpoint
+from tacotron.asr import Recogniser, RecogniserConfig, corpus_recogniser
 from tacotron.data import BatchSampler, Corpus, collate
 from tacotron.knobs import Knobs
 from tacotron.loss import LossConfig, decoder_lengths, tacotron_loss
-from tacotron.metrics import (FreeRunStats, alignment_stats, composite_score, free_run_stats, gate_accuracy,
-                              mel_reference)
+from tacotron.metrics import FreeRunStats, alignment_stats, composite_score, free_run_stats, gate_accuracy
 from tacotron.model import ModelConfig, Tacotron2
 from tacotron.tb_logging import TrainingLogger
 
@@ -92,6 +92,12 @@ class ValStats:
         return tf | {f"infer_{k}": v for k, v in self.infer.as_dict().items()} | {"score": self.score}
 
 
+def yardstick_key() -> dict:
+    """What a free-running check measures and with which recogniser: part of every cache key of
+    scored runs and searches, so that none is reused across a change of the figures."""
+    return {"figures": [f.name for f in fields(FreeRunStats)], "recogniser": asdict(RecogniserConfig())}
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -129,7 +135,7 @@ class Trainer:
         self.sampler = BatchSampler(corpus.train, cfg.batch_size, cfg.seed)
         self.step_count = 0
         self.rollbacks = 0
-        self._mel_references: dict[tuple, float] = {}
+        self._recogniser: Recogniser | None = None  # loaded (or trained once) at the first free run
         self.logger = TrainingLogger(log_dir, corpus.audio) if log_dir else None
         self.set_knobs(knobs or Knobs())
         self._snapshot = self._take_snapshot()
@@ -263,7 +269,8 @@ class Trainer:
 
         Runs under a forked, fixed RNG, so it is deterministic and never shifts the training random
         stream (prenet dropout stays on at inference). The decoding limit is twice the longest
-        target plus 10 steps; an utterance that reaches it has not stopped.
+        target plus 10 steps; an utterance that reaches it has not stopped. The CER comes from the
+        corpus's recogniser reading the predicted post-net log-mels directly (no vocoder).
         """
         r = self.knobs.r
         self.model.eval()
@@ -283,14 +290,15 @@ class Trainer:
                     targets.append(u.mel.numpy())
                     attentions.append(out.alignments[i, :n, : len(u.text_ids)].float().cpu().numpy())
                     fired.append(n < limit)
-        stats = free_run_stats(mels, targets, attentions, fired, self._mel_reference(utts), window)
+        cer = self.recogniser.cer(mels, [u.text for u in utts])
+        stats = free_run_stats(mels, targets, attentions, fired, cer, window)
         return stats, {"alignment": torch.from_numpy(attentions[0]), "mel": torch.from_numpy(mels[0])}
 
-    def _mel_reference(self, utts: list) -> float:
-        key = tuple(u.utt_id for u in utts)
-        if key not in self._mel_references:
-            self._mel_references[key] = mel_reference([u.mel.numpy() for u in utts])
-        return self._mel_references[key]
+    @property
+    def recogniser(self) -> Recogniser:
+        if self._recogniser is None:
+            self._recogniser = corpus_recogniser(self.corpus)
+        return self._recogniser
 
     def state_dict(self) -> dict:
         return {

@@ -1,9 +1,15 @@
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
 from controller.cli import main
+from tacotron.audio import AudioConfig
+from tacotron.data import DataConfig, load_corpus
 from tacotron.knobs import Knobs
+from tacotron.proxy import ProxyOptions
+from tacotron.run import load_data
 
 
 def test_help_lists_subcommands(capsys):
@@ -90,3 +96,44 @@ def test_demo_runs_the_whole_pipeline_on_a_tiny_budget(tmp_path):
     table = (cmp / "compare.md").read_text()
     assert table.count("\n| static |") == 2 and table.count("\n| policy |") == 1  # methods, then paired rows
     assert "Paired differences baseline − policy" in table
+
+
+def _system_output(corpus_dir: Path, out: Path, split_ids: list[str], extra: str | None = None) -> Path:
+    """A 'system' whose output is the ground truth: the corpus's own wavs of ``split_ids``."""
+    out.mkdir()
+    for utt_id in split_ids:
+        shutil.copy(corpus_dir / "wavs" / f"{utt_id}.wav", out / f"{utt_id}.wav")
+    if extra:
+        shutil.copy(corpus_dir / "wavs" / f"{split_ids[0]}.wav", out / f"{extra}.wav")
+    return out
+
+
+def test_eval_scores_an_ljspeech_folder_and_refuses_wavs_of_no_split(tiny_corpus_dir, tmp_path, capsys, caplog):
+    data = tmp_path / "mine"
+    shutil.copytree(tiny_corpus_dir, data)
+    (data / "proxy.json").unlink()  # a user's dataset: its own recogniser (a tiny one here, to stay quick)
+    test_ids = [u.utt_id for u in load_corpus(data, AudioConfig(), DataConfig(), progress=False).test]
+    tiny_asr = ["asr.channels=16", "asr.hidden=16", "asr.layers=1", "asr.steps=3", "asr.batch_size=4"]
+    wavs = _system_output(data, tmp_path / "system", test_ids, extra="not-an-utterance")
+    assert main(["eval", f"wavs={wavs}", f"data={data}", "dnsmos=true", *tiny_asr]) == 0
+    result = json.loads((wavs / "eval.json").read_text())
+    assert {"cer", "mcd_dtw_sl", "gv_ratio", "utterances", "cer_ground_truth"} <= set(result)
+    assert 1.0 <= result["dnsmos_ovrl"] <= 5.0 and result["dnsmos_p808"] == result["dnsmos_p808_ground_truth"]
+    assert result["utterances"] == len(test_ids) and result["mcd_dtw_sl"] == pytest.approx(0.0, abs=1e-6)
+    assert result["cer"] == pytest.approx(result["cer_ground_truth"])  # the output is the ground truth
+    assert "| CER |" in capsys.readouterr().out and "not-an-utterance" in caplog.text
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["eval", f"wavs={empty}", f"data={data}", *tiny_asr]) == 1
+    assert "no wav in" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_scores_a_proxy_instance(tmp_path):
+    instance = "en-gb-x-rp@175:1"
+    corpus = load_data(instance, ProxyOptions(), AudioConfig(), DataConfig(), progress=False)
+    wavs = _system_output(corpus.root, tmp_path / "system", [u.utt_id for u in corpus.test])
+    assert main(["eval", f"wavs={wavs}", f"data={instance}"]) == 0
+    result = json.loads((wavs / "eval.json").read_text())
+    assert result["cer"] == pytest.approx(result["cer_ground_truth"]) and result["cer"] <= 0.10
+    assert result["gv_ratio"] == pytest.approx(1.0)

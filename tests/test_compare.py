@@ -31,9 +31,10 @@ def test_quick_compare_writes_the_documented_json_markdown_and_plots(tiny_corpus
     assert saved["methods"] == methods == result["methods"]
     assert saved["episode_steps"] == 6 and saved["seeds"] == [0, 1] and saved["model"] == "tiny"
     for method in methods:
-        for key in ("mel_dtw", "infer_diagonality", "stop_rate", "aligned_fraction"):
+        for key in ("cer", "mcd_dtw_sl", "gv_ratio", "infer_diagonality", "stop_rate", "aligned_fraction"):
             assert set(saved[method][key]) == {"mean", "std"}
-        assert saved[method]["runs"] == 2 and saved[method]["mel_dtw"]["mean"] > 0
+        assert saved[method]["runs"] == 2 and saved[method]["cer"]["mean"] > 0
+        assert saved[method]["mcd_dtw_sl"]["mean"] > 0
         assert {"steps_to_align_median", "diverged", "search_steps", "search_cpu_s"} <= set(saved[method])
         # never-aligned runs count at the budget: the median is never below the first check or above the budget
         assert 2 <= saved[method]["steps_to_align_median"] <= 6
@@ -52,7 +53,7 @@ def test_quick_compare_writes_the_documented_json_markdown_and_plots(tiny_corpus
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "compare_runs").glob("*.json")}
     assert len(stamps) == len(methods) * 3  # a cached schedule and two runs per method
     again = compare(cfg, progress=False)
-    assert again["static"]["mel_dtw"] == saved["static"]["mel_dtw"]
+    assert again["static"]["cer"] == saved["static"]["cer"]
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
 
 
@@ -99,7 +100,7 @@ def test_bad_storage_url_is_a_clear_error(env_cfg):
                       "unused")
 
 
-def test_nsga2_searches_mel_distance_against_steps_to_align(env_cfg, tmp_path):
+def test_nsga2_searches_cer_against_steps_to_align(env_cfg, tmp_path):
     from controller.baselines import best_params
     cfg = OptunaConfig(n_trials=3, workers=1, storage=f"sqlite:///{tmp_path / 'mo.db'}")
     study = optuna_search("nsga2", cfg, env_cfg, env_cfg.instances, "mo", default_storage="unused")
@@ -149,20 +150,20 @@ def test_paired_ci_is_a_student_t_interval_of_differences():
 
 
 def test_instance_level_pairs_average_each_instances_seeds():
-    def record(instance, seed, mel):
+    def record(instance, seed, cer):
         return {"instance": instance, "seed": seed, "steps_to_align": 300, "diverged": False, "run_steps": 1500,
-                "wall_s": 1.0, "final": {"mel_dtw": mel, "diagonality": 0.9, "stop_rate": 1.0, "stop_error_rel": 0.0,
-                                         "score": 0.6}}
+                "wall_s": 1.0, "final": {"cer": cer, "mcd_dtw_sl": 8.0, "gv_ratio": 0.7, "diagonality": 0.9,
+                                         "stop_rate": 1.0, "stop_error_rel": 0.0, "score": 0.6}}
     # baseline − policy per run: voice a +0.1, +0.3; voice b +0.2, +0.2; voice c 0.0, +0.4
-    baseline = [record(v, s, mel) for v, s, mel in [("a", 0, 1.1), ("a", 1, 1.3), ("b", 0, 1.2), ("b", 1, 1.2),
+    baseline = [record(v, s, cer) for v, s, cer in [("a", 0, 1.1), ("a", 1, 1.3), ("b", 0, 1.2), ("b", 1, 1.2),
                                                     ("c", 0, 1.0), ("c", 1, 1.4)]]
     policy = [record(r["instance"], r["seed"], 1.0) for r in baseline]
     spec = {"search_steps": 0, "search_cpu_s": 0.0}
     result = summarise({"static": baseline, "policy": policy}, {"static": spec, "policy": spec},
                        {"episode_steps": 1500, "model": "tiny", "instances": ["a", "b", "c"], "seeds": [0, 1]})
-    assert result["paired"]["static"]["mel_dtw"] == paired_ci([1.1, 1.3, 1.2, 1.2, 1.0, 1.4], [1.0] * 6)
+    assert result["paired"]["static"]["cer"] == paired_ci([1.1, 1.3, 1.2, 1.2, 1.0, 1.4], [1.0] * 6)
     # one pair per voice: the mean over its two seeds (0.2 each), so the differences do not vary at all
-    by_voice = result["paired_by_instance"]["static"]["mel_dtw"]
+    by_voice = result["paired_by_instance"]["static"]["cer"]
     assert by_voice["delta_mean"] == pytest.approx(0.2) and by_voice["ci95_low"] == pytest.approx(0.2)
     assert "The same by instance" in markdown_report(result | {"meta": {"quick": False, "steps_per_action": 20,
                                                                          "eval_every": 100}}, "t")

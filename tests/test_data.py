@@ -9,7 +9,7 @@ import soundfile as sf
 from tacotron.audio import AudioConfig
 from tacotron.data import R_MAX, DataConfig, collate, gate_targets, load_corpus
 from tacotron.proxy import ProxySpec, generate_proxy_corpus, make_sentences, parse_instance
-from tacotron.text import TextFrontend
+from tacotron.text import TextFrontend, normalize, transcript
 
 
 def test_proxy_corpus_is_ljspeech_layout(tiny_corpus_dir):
@@ -193,3 +193,43 @@ def test_voice_names_cannot_smuggle_options():
         with pytest.raises(ValueError, match="not a voice name"):
             ProxySpec(voice=voice)
     ProxySpec(voice="en-us+f3")
+
+
+@pytest.fixture
+def bad_wavs_corpus(tiny_corpus_dir, tmp_path):
+    """A copy of the tiny corpus with a truncated, a silent and a too-short wav, and an empty transcript."""
+    root = tmp_path / "bad_wavs"
+    shutil.copytree(tiny_corpus_dir, root)
+    (root / "proxy.json").unlink()  # a user's dataset
+    rows = (root / "metadata.csv").read_text().strip().split("\n")
+    ids = [r.split("|")[0] for r in rows]
+    whole = (root / "wavs" / f"{ids[0]}.wav").read_bytes()
+    (root / "wavs" / f"{ids[0]}.wav").write_bytes(whole[: len(whole) // 2])
+    sf.write(root / "wavs" / f"{ids[1]}.wav", np.zeros(22050, dtype=np.float32), 22050)
+    sf.write(root / "wavs" / f"{ids[2]}.wav", np.full(300, 0.1, dtype=np.float32), 22050)
+    rows[3] = f"{ids[3]}|...|..."
+    (root / "metadata.csv").write_text("\n".join(rows) + "\n")
+    return root, ids
+
+
+def test_bad_wavs_and_empty_transcripts_are_refused_by_name_and_reason(bad_wavs_corpus, caplog):
+    root, ids = bad_wavs_corpus
+    with caplog.at_level(logging.WARNING):
+        corpus = load_corpus(root, AudioConfig(), DataConfig(), progress=False)
+    r = corpus.report
+    assert (r.corrupt_wav, r.empty_text, r.loaded) == (3, 1, 20)
+    kept = {u.utt_id for u in corpus.train + corpus.val + corpus.test}
+    assert not kept & set(ids[:4])  # never loaded, in particular never as a one-frame utterance
+    for utt_id, reason in zip(ids, ("truncated", "silent", "too short", "holds no word")):
+        assert f"{utt_id}: " in caplog.text and reason in caplog.text
+    assert all(u.mel.shape[1] >= 4 for u in corpus.train)
+
+
+def test_digits_and_symbols_are_spoken_as_words_never_dropped():
+    frontend = TextFrontend(strict=True)
+    assert normalize("In 1999, 3 cats cost $5 & 50% more on the 21st.") == (
+        "in one thousand, nine hundred and ninety-nine, three cats cost five dollars and fifty percent more on "
+        "the twenty-first.")
+    assert transcript("Gate 7-B!") == "gate seven b"
+    frontend.encode("Room 101 at 10:30 costs £3")  # strict: any dropped symbol would raise
+    assert not frontend.unknown_counts

@@ -70,10 +70,10 @@ def test_run_end_terminates_and_the_learners_return_is_the_score_gained(small_cf
 def test_reward_potential_weights_the_free_running_figures_as_configured(small_cfg):
     """reward.score_weights picks what the potential pays for; the reported val score keeps the
     practitioners' weights."""
-    mel_only = TrainingEnv(small_cfg, reward=RewardConfig(score_weights=[1.0, 0.0, 0.0]))
-    _, info = mel_only.reset(seed=0)
-    _, _, _, _, step_info = mel_only.step(np.zeros(5, dtype=np.float32))
-    assert step_info["score"] == pytest.approx(step_info["val"]["infer_mel_score"])
+    speech_only = TrainingEnv(small_cfg, reward=RewardConfig(score_weights=[1.0, 0.0, 0.0]))
+    _, info = speech_only.reset(seed=0)
+    _, _, _, _, step_info = speech_only.step(np.zeros(5, dtype=np.float32))
+    assert step_info["score"] == pytest.approx(step_info["val"]["infer_intelligibility"])
     assert step_info["reward/score_delta"] == pytest.approx(step_info["score"] - info["score"])
     default = TrainingEnv(small_cfg)
     default.reset(seed=0)

@@ -26,7 +26,7 @@ def test_pbt_exploits_through_trainer_checkpoints(tiny_corpus_dir):
                      eval_every=2)
     assert record["run_steps"] == POPULATION * 8  # its compute: the whole population
     assert [c["step"] for c in record["curve"]] == [2, 4, 6, 8]  # the lineage's test checks, carried over
-    assert record["final"]["mel_dtw"] > 0 and 0 <= record["final"]["diagonality"] <= 1
+    assert record["final"]["cer"] > 0 and record["final"]["mcd_dtw_sl"] > 0 and 0 <= record["final"]["diagonality"] <= 1
     assert len(record["knob_trajectory"]) == 4 and not record["diverged"]
 
 
@@ -45,7 +45,8 @@ def test_full_run_quick_writes_every_method_with_costs_and_paired_cis(tiny_corpu
                                  "policy", "pbt"]
     for method in result["methods"]:
         entry = result[method]
-        assert {"mel_dtw", "infer_diagonality", "stop_rate", "aligned_fraction", "steps_to_align_median",
+        assert {"cer", "mcd_dtw_sl", "gv_ratio", "infer_diagonality", "stop_rate", "aligned_fraction",
+                "steps_to_align_median",
                 "diverged", "search_steps"} <= set(entry)
     # the policy's cost includes its PPO steps; the replay pays for the policy plus its recording
     assert result["policy"]["search_steps"] == 16 * 2
@@ -53,6 +54,6 @@ def test_full_run_quick_writes_every_method_with_costs_and_paired_cis(tiny_corpu
     assert result["pbt"]["run_steps"] == POPULATION * result["static"]["run_steps"]
     assert result["policy_stretched"]["search_steps"] == result["policy"]["search_steps"]  # the same policy
     for baseline in ("static", "tuned_static", "hand", "optuna_tpe", "replay", "policy_stretched", "pbt"):
-        assert set(result["paired"][baseline]["mel_dtw"]) == {"delta_mean", "ci95_low", "ci95_high"}
+        assert set(result["paired"][baseline]["cer"]) == {"delta_mean", "ci95_low", "ci95_high"}
     assert (tmp_path / "full_run.png").read_bytes()[:4] == b"\x89PNG"
     assert "| pbt |" in (tmp_path / "full_run.md").read_text()

@@ -27,7 +27,8 @@ def test_validation_reports_teacher_forced_and_inference(tiny_corpus, tiny_model
     tr.run(5)
     v1, v2 = tr.validate(), tr.validate()
     assert v1.mel_loss > 0 and 0 <= v1.infer.diagonality <= 1 and 0 <= v1.infer.stop_rate <= 1
-    assert v1.infer.mel_dtw > 0 and 0 <= v1.infer.mel_score <= 1 and 0 <= v1.score <= 1
+    assert v1.infer.cer > 0 and v1.infer.mcd_dtw_sl > 0 and v1.infer.gv_ratio >= 0
+    assert v1.infer.intelligibility == max(0.0, 1.0 - v1.infer.cer) and 0 <= v1.score <= 1
     assert v1.infer.utterances == len(tiny_corpus.val)  # the whole split, free-running
     assert v1.flat() == v2.flat()  # deterministic
     assert v1.extras["alignment"].ndim == 2
