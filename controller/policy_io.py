@@ -2,7 +2,7 @@
 
 ``model.zip`` (SB3 PPO), ``vecnormalize.pkl`` (observation/reward statistics) and
 ``env_config.json`` (the EnvConfig it was trained with, instance sets included) and
-``meta.json`` (env steps and training seconds so far).
+``meta.json`` (env steps and training seconds so far, and the observation names it was trained on).
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecNormalize
 
+from env.observations import OBS_NAMES
 from env.training_env import EnvConfig
 from tacotron.checkpoint import CheckpointError
 
@@ -31,7 +32,8 @@ def save_policy(model, directory: Path, env_cfg: EnvConfig, meta: dict | None = 
     if model.get_vec_normalize_env() is not None:
         model.get_vec_normalize_env().save(str(tmp / "vecnormalize.pkl"))
     (tmp / "env_config.json").write_text(json.dumps(dataclasses.asdict(env_cfg), indent=2))
-    (tmp / "meta.json").write_text(json.dumps({"num_timesteps": model.num_timesteps, **(meta or {})}))
+    (tmp / "meta.json").write_text(json.dumps({"num_timesteps": model.num_timesteps, "obs_names": list(OBS_NAMES),
+                                               **(meta or {})}))
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(tmp, directory)
 
@@ -44,6 +46,7 @@ def load_policy_files(directory: Path, venv, **ppo_kwargs) -> tuple[PPO, VecNorm
     for name in ("model.zip", "vecnormalize.pkl"):
         if not (directory / name).is_file():
             raise CheckpointError(f"{directory} has no {name}; pass a policy directory written by controller train")
+    _check_observation_names(directory)
     try:
         model = PPO.load(directory / "model.zip", **ppo_kwargs)
     except Exception as err:  # a truncated zip or pickle: one clear answer
@@ -58,6 +61,18 @@ def load_policy_files(directory: Path, venv, **ppo_kwargs) -> tuple[PPO, VecNorm
     except Exception as err:
         raise CheckpointError(f"policy directory {directory} is damaged ({type(err).__name__}: {err})") from err
     return model, stats
+
+
+def _check_observation_names(directory: Path) -> None:
+    """Same-shaped observations can mean other things (``val_infer_mel_score`` became
+    ``val_infer_intelligibility``): a policy reads only the observations it was trained on."""
+    names = load_meta(directory).get("obs_names")
+    if names is None:
+        raise ValueError(f"policy {directory} records no observation names: it predates the CER yardstick "
+                         "(its val_infer_mel_score observation is gone); retrain it with controller train")
+    if names != list(OBS_NAMES):
+        changed = sorted(set(names) ^ set(OBS_NAMES)) or ["their order"]
+        raise ValueError(f"policy {directory} was trained on other observations (differing: {changed}); retrain it")
 
 
 def load_env_config(directory: Path) -> EnvConfig:

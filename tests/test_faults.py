@@ -242,6 +242,28 @@ def test_policy_from_another_observation_space_is_refused(tiny_policy, tmp_path,
                             out_dir=str(tmp_path / "d"), tensorboard=False), progress=False)
 
 
+def test_policy_trained_on_observations_of_another_meaning_is_refused(tiny_policy, tmp_path, tiny_corpus_dir):
+    """Same shape, other meaning: a policy from before the CER yardstick read val_infer_mel_score."""
+    import json
+    import shutil
+
+    from controller.deploy import DeployConfig, deploy
+    names = json.loads((tiny_policy / "meta.json").read_text())["obs_names"]
+    renamed = [n.replace("intelligibility", "mel_score") for n in names]
+    for name, obs_names, message in (("renamed", renamed, "val_infer_mel_score"),
+                                     ("unnamed", None, "records no observation names")):
+        old = tmp_path / name
+        shutil.copytree(tiny_policy, old)
+        meta = json.loads((old / "meta.json").read_text())
+        meta.pop("obs_names")
+        if obs_names:
+            meta["obs_names"] = obs_names
+        (old / "meta.json").write_text(json.dumps(meta))
+        with pytest.raises(ValueError, match=message):
+            deploy(DeployConfig(policy=str(old), data=str(tiny_corpus_dir), max_steps=2,
+                                out_dir=str(tmp_path / "d"), tensorboard=False), progress=False)
+
+
 def test_bad_inputs_exit_non_zero_with_a_clear_message(tmp_path, tiny_corpus_dir, capsys):
     from controller.cli import main
     empty = tmp_path / "empty"
