@@ -4,8 +4,8 @@ Every ``DIR/<utterance id>.wav`` whose id is in the split is scored, whatever ma
 the corpus's recogniser (``tacotron.asr``), MCD-DTW-SL and the global-variance ratio against the
 ground truth, and the recogniser's floor (its CER on the ground-truth audio of the same utterances).
 With ``dnsmos=true``, a reference-free secondary column: DNSMOS P.835 OVRL and P.808 (``speechmos``'s
-ONNX weights, offline) of the wavs at 16 kHz, next to the same on the ground-truth wavs. It costs about
-2 s an utterance on the CPU, so run checks do not compute it.
+ONNX weights, offline) of the wavs at 16 kHz, next to the same on the ground-truth wavs. It cost 3.5 s
+for a 2-second utterance on a busy 2-core CPU, so run checks do not compute it.
 """
 from __future__ import annotations
 
