@@ -18,7 +18,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from tacotron import checkpoint
-from tacotron.audio import AudioConfig
+from tacotron.audio import SILENCE_LOG, AudioConfig
 from tacotron.data import Corpus, DataConfig, load_corpus
 from tacotron.proxy import ProxyOptions, cache_root, generate_proxy_corpus, parse_instance
 from tacotron.text import transcript
@@ -128,7 +127,7 @@ class Recogniser:
         texts = []
         for start in range(0, len(mels), batch_size):
             chunk = [torch.from_numpy(np.asarray(m, dtype=np.float32)) for m in mels[start:start + batch_size]]
-            chunk = [m if m.shape[1] > 0 else torch.full((m.shape[0], 1), math.log(1e-5)) for m in chunk]
+            chunk = [m if m.shape[1] > 0 else torch.full((m.shape[0], 1), SILENCE_LOG) for m in chunk]
             log_probs, lengths = self.model(*_pad(chunk))
             texts.extend(greedy_decode(log_probs, lengths))
         return texts

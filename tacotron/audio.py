@@ -45,6 +45,7 @@ class AudioConfig:
 
 
 SILENCE_PEAK = 1e-4  # -80 dBFS: nothing a recording of speech stays below
+SILENCE_LOG = float(np.log(AudioConfig.log_clamp))  # silence in a log-mel: the clamp's level
 
 
 def _declared_frames(path: Path) -> int | None:

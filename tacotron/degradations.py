@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
+from tacotron.audio import SILENCE_LOG
 from tacotron.metrics import spectral_figures
 
-SILENCE_LOG = float(np.log(1e-5))  # the log-mel clamp (``AudioConfig.log_clamp``)
 
 
 def light_noise(mel: np.ndarray, rng: np.random.Generator) -> np.ndarray:

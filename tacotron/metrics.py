@@ -36,17 +36,28 @@ from tacotron.loss import valid_mask
 @torch.no_grad()
 def alignment_stats(alignments: torch.Tensor, text_lengths: torch.Tensor,
                     decoder_lengths: torch.Tensor) -> dict[str, float]:
-    """``alignments`` ``[B, T_dec, N_text]`` with valid counts per item -> dict of batch means."""
+    """``alignments`` ``[B, T_dec, N_text]`` with valid counts per item -> dict of batch means:
+    ``diagonality`` and the ``attention_shape_stats``."""
+    valid = alignments.float().cpu().numpy()
+    steps = decoder_lengths.clamp(min=1).tolist()
+    diagonality = np.mean([monotonic_diagonality(valid[i, :int(t), :int(n)])
+                           for i, (t, n) in enumerate(zip(steps, text_lengths.tolist()))])
+    return {"diagonality": float(diagonality), **attention_shape_stats(alignments, text_lengths, decoder_lengths)}
+
+
+@torch.no_grad()
+def attention_shape_stats(alignments: torch.Tensor, text_lengths: torch.Tensor,
+                          decoder_lengths: torch.Tensor) -> dict[str, float]:
+    """Batch means of ``focus``, ``monotonicity`` and ``coverage`` (tensor ops only: no per-item
+    dynamic programme, unlike diagonality)."""
     a = alignments.float()
-    b, t_dec, n_text = a.shape
+    _, t_dec, n_text = a.shape
     text_lengths = text_lengths.to(a.device).float()
     dec_lengths = decoder_lengths.to(a.device).float()
     step_mask = valid_mask(dec_lengths, t_dec)  # [B, T]
     token_mask = valid_mask(text_lengths, n_text)  # [B, N]
     a = a * step_mask[:, :, None] * token_mask[:, None, :]
     steps = dec_lengths.clamp(min=1)
-    valid = a.cpu().numpy()
-    diagonality = np.mean([monotonic_diagonality(valid[i, :int(steps[i]), :int(text_lengths[i])]) for i in range(b)])
     focus = a.max(dim=2).values.sum(1) / steps
 
     centroid = (a * torch.arange(n_text, device=a.device)[None, None, :]).sum(2)  # [B, T]
@@ -58,8 +69,8 @@ def alignment_stats(alignments: torch.Tensor, text_lengths: torch.Tensor,
     visit_threshold = 0.5 * torch.clamp(steps / text_lengths, max=1.0)
     visited = (a.sum(1) >= visit_threshold[:, None]) & token_mask
     coverage = visited.sum(1) / text_lengths
-    return {"diagonality": float(diagonality), "focus": focus.mean().item(),
-            "monotonicity": monotonicity.mean().item(), "coverage": coverage.mean().item()}
+    return {"focus": focus.mean().item(), "monotonicity": monotonicity.mean().item(),
+            "coverage": coverage.mean().item()}
 
 
 @torch.no_grad()
@@ -185,7 +196,7 @@ def free_run_stats(mels: list[np.ndarray], targets: list[np.ndarray], attentions
                    fired: list[bool], cer: float, window: dict[str, float]) -> FreeRunStats:
     """Per-utterance free-running outputs (mel ``[n_mels, T_pred]``, target ``[n_mels, T]``, attention
     ``[T_dec, N]``, whether the stop token fired) and the split's ``cer`` -> ``FreeRunStats``;
-    ``window`` holds the batch means of ``alignment_stats`` (focus, monotonicity, coverage)."""
+    ``window`` holds the batch means of ``attention_shape_stats`` (focus, monotonicity, coverage)."""
     err = np.array([abs(m.shape[1] - t.shape[1]) for m, t in zip(mels, targets)], dtype=np.float64)
     rel = err / np.array([t.shape[1] for t in targets])
     fired_arr = np.asarray(fired, dtype=np.float64)

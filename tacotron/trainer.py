@@ -23,7 +23,8 @@ from tacotron.asr import Recogniser, RecogniserConfig, corpus_recogniser
 from tacotron.data import BatchSampler, Corpus, collate
 from tacotron.knobs import Knobs
 from tacotron.loss import LossConfig, decoder_lengths, tacotron_loss
-from tacotron.metrics import FreeRunStats, alignment_stats, composite_score, free_run_stats, gate_accuracy
+from tacotron.metrics import (FreeRunStats, alignment_stats, attention_shape_stats, composite_score, free_run_stats,
+                              gate_accuracy)
 from tacotron.model import ModelConfig, Tacotron2
 from tacotron.tb_logging import TrainingLogger
 
@@ -281,9 +282,9 @@ class Trainer:
                 limit = int(2 * b.mel_lengths.max().item() / r) + 10
                 out, lengths = self.model.infer(b.text, b.text_lengths, r, limit)
                 share = len(chunk) / len(utts)
-                for key, value in alignment_stats(out.alignments, b.text_lengths, lengths).items():
-                    if key in window:
-                        window[key] += value * share
+                # diagonality comes per utterance from free_run_stats, so only the shape figures here
+                for key, value in attention_shape_stats(out.alignments, b.text_lengths, lengths).items():
+                    window[key] += value * share
                 for i, u in enumerate(chunk):
                     n = int(lengths[i])
                     mels.append(out.mel_post[i, :, : n * r].float().cpu().numpy())
