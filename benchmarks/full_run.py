@@ -50,7 +50,7 @@ def part_config(part: str, args: argparse.Namespace, out: Path) -> CompareConfig
     base = CompareConfig(methods=PARTS[part], policy=args.policy, data=test[:args.instances], seeds=seeds,
                          model="tiny", episode_steps=args.steps, eval_every=args.eval_every, workers=args.workers,
                          out_dir=str(out), name=f"full_run_{part}", search_dir=str(out / "searches"),
-                         quick=args.quick, pbt_instances=args.pbt_instances,
+                         quick=args.quick, population_instances=args.pbt_instances,
                          optuna=OptunaConfig(workers=args.search_workers))
     if part == "small":
         return replace(base, model="small", data=test[:1])

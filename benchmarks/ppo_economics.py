@@ -16,6 +16,7 @@ killed benchmark resumes (training from its newest checkpoint, evaluation from t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import matplotlib
@@ -28,7 +29,7 @@ from controller.baselines import OptunaConfig  # noqa: E402
 from controller.cli import load_config  # noqa: E402
 from controller.compare import run_cells  # noqa: E402
 from controller.deploy import deployment_env_config  # noqa: E402
-from controller.methods import prepare  # noqa: E402
+from controller.methods import METHODS, PrepareContext  # noqa: E402
 from controller.policy_io import load_env_config, load_meta  # noqa: E402
 from controller.report import summarise  # noqa: E402
 from controller.train import train_controller  # noqa: E402
@@ -74,9 +75,9 @@ def main() -> None:
     dev = load_instance_set("heldout")
     run_env = deployment_env_config(load_env_config(policies[-1]), args.steps, model="tiny", log_dir=None, threads=1)
 
-    def spec(method: str, policy: Path | None = None) -> dict:
-        return prepare(method, env_cfg=run_env, policy=policy, optuna=OptunaConfig(), search_env=run_env,
-                       dev_instances=dev, out=out / "specs")
+    def spec(method: str, policy: Path | None = None):
+        return METHODS[method].obtain(PrepareContext(run_env=run_env, search_env=run_env, policy=policy,
+                                                     optuna=OptunaConfig(), dev_instances=dev, cache_dir=out / "specs"))
     specs = {m: spec(m) for m in BASELINES}
     labels = [f"policy@{load_meta(policy)['num_timesteps']}" for policy in policies]
     specs |= {label: spec("policy", policy) for label, policy in zip(labels, policies)}
@@ -84,17 +85,15 @@ def main() -> None:
     records = run_cells(cells, run_env, args.eval_every, out / "runs", args.workers)
     meta = {"instances": dev, "seeds": [args.seed], "model": "tiny", "episode_steps": args.steps,
             "eval_every": args.eval_every, "steps_per_action": run_env.steps_per_action, "quick": False}
-    baseline_specs = {m: specs[m] for m in BASELINES}
     paired_cols = [f"{m} − policy CER" for m in BASELINES]
     rows = []
     for label in labels:
-        # summarise pairs every baseline with the method called "policy": here, this saved policy
-        result = summarise({**{m: records[m] for m in BASELINES}, "policy": records[label]},
-                           {**baseline_specs, "policy": specs[label]}, meta)
+        result = summarise({m: records[m] for m in (*BASELINES, label)},
+                           {m: dataclasses.asdict(specs[m]) for m in (*BASELINES, label)}, label, meta)
         if not rows:
             rows += [_row(m, result[m]) | dict.fromkeys(paired_cols, "–") for m in BASELINES]
-        rows.append(_row(label, result["policy"]) | {col: _ci(result["paired"][m]["cer"])
-                                                      for col, m in zip(paired_cols, BASELINES)})
+        rows.append(_row(label, result[label]) | {col: _ci(result["paired"][m]["cer"])
+                                                   for col, m in zip(paired_cols, BASELINES)})
     curve = rows[len(BASELINES):]
     bank_cpu_min = load_meta(policies[-1])["bank_cost"]["cpu_seconds"] / 60
     fig, ax = plt.subplots(figsize=(6, 4))

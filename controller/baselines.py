@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 
 from controller.episodes import run_episode, schedule_decider
 from env.training_env import EnvConfig, TrainingEnv
-from tacotron.knobs import Knobs
+from tacotron.knobs import KNOB_DEFS, Knobs, KnobSpace
 from tacotron.schedules import Schedule
 
 log = logging.getLogger(__name__)
@@ -80,43 +80,71 @@ def _lerp(a: float, b: float, frac: float) -> float:
     return a + (b - a) * min(max(frac, 0.0), 1.0)
 
 
+def _suggest_knob(trial: optuna.Trial, param: str, name: str, space: KnobSpace, high: float | None = None) -> float:
+    """A value of knob ``name`` within its bounds in ``space`` (or up to ``high``), on its scale."""
+    s, d = space.spec(name), KNOB_DEFS[name]
+    high = s.high if high is None else high
+    if d.integer:
+        return trial.suggest_int(param, int(s.low), int(high))
+    return trial.suggest_float(param, s.low, high, log=d.log)
+
+
+def suggest_schedule(trial: optuna.Trial, space: KnobSpace) -> dict:
+    """The parametric family's parameters for every knob ``space`` leaves active, knob values within its
+    bounds; fractions of the run are the family's own. A frozen knob gets no parameter."""
+    active, p = space.active, {}
+    if "lr" in active:
+        p |= {"lr_peak": _suggest_knob(trial, "lr_peak", "lr", space),
+              "lr_final_ratio": trial.suggest_float("lr_final_ratio", 0.05, 1.0)}
+    if "ga_weight" in active:
+        p |= {"ga_start": _suggest_knob(trial, "ga_start", "ga_weight", space),
+              "ga_end": _suggest_knob(trial, "ga_end", "ga_weight", space),
+              "ga_decay_frac": trial.suggest_float("ga_decay_frac", 0.1, 1.0)}
+    if "dropout" in active:
+        p["dropout"] = _suggest_knob(trial, "dropout", "dropout", space)
+    if "r" in active:
+        p["r_start"] = _suggest_knob(trial, "r_start", "r", space)
+        p |= {"r_end": _suggest_knob(trial, "r_end", "r", space, high=p["r_start"]),
+              "r_switch_frac": trial.suggest_float("r_switch_frac", 0.2, 1.0)}
+    if "tf_ratio" in active:
+        p |= {"tf_end": _suggest_knob(trial, "tf_end", "tf_ratio", space),
+              "tf_ramp_start": trial.suggest_float("tf_ramp_start", 0.0, 0.9)}
+    return p
+
+
 def parametric_schedule(p: dict) -> Schedule:
-    """The searched family: guided-attention start/end/decay, LR peak/decay, teacher-forcing end and
-    ramp, an r milestone, and a constant dropout; all by fraction of the run."""
+    """The searched family, by fraction f of the run: guided attention start -> end over a decay fraction,
+    LR from its peak down to peak × final ratio, teacher forcing from full down to its end after a ramp
+    start, r from start to end at a switch fraction, and a constant dropout. A knob without parameters
+    (frozen) stays at its reference value."""
+    ref = Knobs()
+
     def schedule(step: int, max_steps: int, aligned_at: int | None = None) -> Knobs:
         f = step / max(max_steps, 1)
-        lr = p["lr_peak"] * _lerp(1.0, p["lr_final_ratio"], f)
-        return Knobs(lr=lr, ga_weight=_lerp(p["ga_start"], p["ga_end"], f / p["ga_decay_frac"]),
-                     dropout=p["dropout"], r=p["r_start"] if f < p["r_switch_frac"] else p["r_end"],
-                     tf_ratio=_lerp(1.0, p["tf_end"], (f - p["tf_ramp_start"]) / max(1e-6, 1 - p["tf_ramp_start"])))
+        knobs = ref.as_dict()
+        if "lr_peak" in p:
+            knobs["lr"] = p["lr_peak"] * _lerp(1.0, p["lr_final_ratio"], f)
+        if "ga_start" in p:
+            knobs["ga_weight"] = _lerp(p["ga_start"], p["ga_end"], f / p["ga_decay_frac"])
+        if "dropout" in p:
+            knobs["dropout"] = p["dropout"]
+        if "r_start" in p:
+            knobs["r"] = p["r_start"] if f < p["r_switch_frac"] else p["r_end"]
+        if "tf_end" in p:
+            knobs["tf_ratio"] = _lerp(ref.tf_ratio, p["tf_end"], (f - p["tf_ramp_start"]) / max(1e-6, 1 - p["tf_ramp_start"]))
+        return Knobs(**knobs)
     return schedule
 
 
+def suggest_constant(trial: optuna.Trial, space: KnobSpace) -> dict:
+    """Tuned static: one constant per active knob, within its bounds in ``space`` and on its scale."""
+    return {name: _suggest_knob(trial, name, name, space) for name in space.active}
+
+
 def constant_schedule(p: dict) -> Schedule:
-    knobs = Knobs(lr=p["lr"], ga_weight=p["ga_weight"], dropout=p["dropout"], r=p["r"], tf_ratio=p["tf_ratio"])
+    """Constant knobs; a knob without a parameter (frozen) stays at its reference value."""
+    knobs = Knobs(**(Knobs().as_dict() | p))
     return lambda step, max_steps, aligned_at=None: knobs
-
-
-def suggest_schedule(trial: optuna.Trial) -> dict:
-    r_start = trial.suggest_int("r_start", 2, 5)
-    return {
-        "ga_start": trial.suggest_float("ga_start", 1.0, 20.0), "ga_end": trial.suggest_float("ga_end", 0.0, 10.0),
-        "ga_decay_frac": trial.suggest_float("ga_decay_frac", 0.1, 1.0),
-        "lr_peak": trial.suggest_float("lr_peak", 1e-4, 2e-3, log=True),
-        "lr_final_ratio": trial.suggest_float("lr_final_ratio", 0.05, 1.0),
-        "tf_end": trial.suggest_float("tf_end", 0.5, 1.0),
-        "tf_ramp_start": trial.suggest_float("tf_ramp_start", 0.0, 0.9),
-        "r_start": r_start, "r_end": trial.suggest_int("r_end", 1, r_start),
-        "r_switch_frac": trial.suggest_float("r_switch_frac", 0.2, 1.0),
-        "dropout": trial.suggest_float("dropout", 0.0, 0.3),
-    }
-
-
-def suggest_constant(trial: optuna.Trial) -> dict:
-    """Constant knobs within the policy's action bounds (the env clips to them as well)."""
-    return {"lr": trial.suggest_float("lr", 1e-5, 2e-3, log=True), "ga_weight": trial.suggest_float("ga_weight", 0, 20),
-            "dropout": trial.suggest_float("dropout", 0.0, 0.3), "r": trial.suggest_int("r", 1, 5),
-            "tf_ratio": trial.suggest_float("tf_ratio", 0.5, 1.0)}
 
 
 SPACE_FNS = {"schedule": (suggest_schedule, parametric_schedule), "constant": (suggest_constant, constant_schedule)}
@@ -169,7 +197,7 @@ def _pruner(name: str, n_startup_trials: int) -> optuna.pruners.BasePruner:
 
 def _objective(env: TrainingEnv, instances: list[str], space: str, multi: bool, seed: int):
     def objective(trial: optuna.Trial) -> float | tuple[float, float]:
-        schedule = schedule_from_params(space, SPACE_FNS[space][0](trial))
+        schedule = schedule_from_params(space, SPACE_FNS[space][0](trial, env.cfg.actions))
         scores, cers, aligned_steps, steps = [], [], [], 0
         trial.set_user_attr("threads", max(env.cfg.threads, 1))
         trial.set_user_attr("worker_pid", os.getpid())  # which worker ran it (a killed one's trial is retried)

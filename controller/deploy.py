@@ -20,6 +20,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from tqdm import tqdm
 
+from controller.episodes import policy_decider, run_episode
 from controller.plots import plot_knob_trajectories
 from controller.policy_io import load_env_config, load_policy_files
 from env.training_env import EnvConfig, TrainingEnv
@@ -80,33 +81,31 @@ def deploy(cfg: DeployConfig, progress: bool = True) -> dict:
                                     model=cfg.model, seed=cfg.seed, threads=cfg.threads,
                                     log_dir=str(out / "tb") if cfg.tensorboard else None)
     env = TrainingEnv(env_cfg)
-    model, stats = load_policy(Path(cfg.policy), env)
-    obs, _ = env.reset(seed=cfg.seed)
-    rows, history = [], []
-    resumed = checkpoint.restore_newest(out / "checkpoints", env.resume_episode) if cfg.resume else None
-    if resumed is not None:
-        _, (obs, saved) = resumed
-        rows, history = saved["knobs"], saved["history"]
-    bar = tqdm(total=cfg.max_steps, initial=env.trainer.step_count, desc=f"deploy on {cfg.data}", disable=not progress)
-    done, info, n = False, {}, 0
-    while not done:
-        action, _ = model.predict(stats.normalize_obs(obs), deterministic=True)
-        step = env.trainer.step_count
-        obs, _, term, trunc, info = env.step(action)
-        done, n = term or trunc, n + 1
-        rows.append({"step": step, **info["knobs"]})
-        history.append({"step": env.trainer.step_count, "score": info["score"]})
-        bar.update(env.trainer.step_count - step)
-        if n % cfg.ckpt_every == 0 or done:
-            env.save_episode(out / "checkpoints" / f"step_{env.trainer.step_count}.pt",
-                             {"knobs": rows, "history": history})
+    ckpt_dir = out / "checkpoints"
+    bar = tqdm(total=cfg.max_steps, desc=f"deploy on {cfg.data}", disable=not progress)
+
+    def resume(env: TrainingEnv):
+        restored = checkpoint.restore_newest(ckpt_dir, env.resume_episode)
+        if restored is None:
+            return None
+        _, (obs, saved) = restored
+        return obs, saved["curve"]
+
+    def after_decision(n: int, info: dict, curve: list[dict]) -> None:
+        bar.update(env.trainer.step_count - bar.n)
+        if n % cfg.ckpt_every == 0 or "final_score" in info:  # the last decision's info carries the final figures
+            env.save_episode(ckpt_dir / f"step_{env.trainer.step_count}.pt", {"curve": curve})
+
+    info, curve = run_episode(env, policy_decider(*load_policy(Path(cfg.policy), env)), cfg.data, cfg.seed,
+                              on_decision=after_decision, resume=resume if cfg.resume else None)
     bar.close()
     env.close()
+    rows = info["knob_trajectory"][1:]  # the knobs of each decision (the first row is the run's start)
     summary = {"data": cfg.data, "model": cfg.model, "max_steps": cfg.max_steps,
                "steps_per_action": env_cfg.steps_per_action,
                "final_score": info["final_score"], "steps_to_align": info["steps_to_align"],
                "rollbacks": env.trainer.rollbacks, "diverged": bool(info["diverged"]), "final_val": info["val"],
-               "score_history": history, "config": asdict(cfg)}
+               "score_history": curve, "config": asdict(cfg)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     write_knob_csv(rows, out / "knobs.csv")
     plot_knob_trajectories({"policy": rows}, out / "knobs.png", f"policy on {cfg.data}")

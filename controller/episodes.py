@@ -1,44 +1,57 @@
-"""Driving one env episode with any knob source: a policy, a schedule, an Optuna trial, a replay."""
+"""Driving one env episode with any knob source: a policy's actions, or a fixed schedule followed
+beside the env (``TrainingEnv.follow``), so every method runs exactly the same episode."""
 from __future__ import annotations
 
 from typing import Callable
 
 import numpy as np
 
-from env.training_env import KnobFn, TrainingEnv
-from tacotron.knobs import Knobs
+from env.training_env import TrainingEnv
 from tacotron.schedules import Schedule
 
-Decide = Callable[[np.ndarray, TrainingEnv], "np.ndarray | Knobs | KnobFn"]
+# One decision: (observation, env) -> what ``env.step`` returns.
+Decide = Callable[[np.ndarray, TrainingEnv], tuple]
 
 
 def schedule_decider(schedule: Schedule) -> Decide:
     """Apply ``schedule`` at every optimiser step, gated on the env's confirmed alignment step."""
-    def decide(obs: np.ndarray, env: TrainingEnv) -> KnobFn:
-        return lambda step: schedule(step, env.cfg.episode_steps, env.aligned_at)
+    def decide(obs: np.ndarray, env: TrainingEnv) -> tuple:
+        return env.follow(lambda step: schedule(step, env.cfg.episode_steps, env.aligned_at))
     return decide
 
 
 def policy_decider(model, vec_normalize=None) -> Decide:
     """Deterministic PPO actions on observations normalised with frozen training statistics."""
-    def decide(obs: np.ndarray, env: TrainingEnv) -> np.ndarray:
+    def decide(obs: np.ndarray, env: TrainingEnv) -> tuple:
         norm = vec_normalize.normalize_obs(obs) if vec_normalize is not None else obs
-        return model.predict(norm, deterministic=True)[0]
+        return env.step(model.predict(norm, deterministic=True)[0])
     return decide
 
 
-def run_episode(env: TrainingEnv, decide: Decide, instance: str, seed: int,
-                on_decision: Callable[[int, dict], None] | None = None) -> tuple[dict, list[dict]]:
-    """-> (final info, curve of {"step", "score", "infer_cer", "infer_diagonality"} per decision)."""
+# After the reset, may continue a saved episode (``TrainingEnv.resume_episode``) -> (its observation, its curve so
+# far), or None to start afresh.
+Resume = Callable[[TrainingEnv], "tuple[np.ndarray, list[dict]] | None"]
+# After each decision: (decisions so far, its info, the curve so far); for progress, checkpoints and reports.
+OnDecision = Callable[[int, dict, list[dict]], None]
+
+
+def run_episode(env: TrainingEnv, decide: Decide, instance: str, seed: int, *, on_decision: OnDecision | None = None,
+                resume: Resume | None = None) -> tuple[dict, list[dict]]:
+    """Reset ``env`` on ``instance`` (seeded) and drive one episode with ``decide`` -> (the last decision's
+    info, the curve: {"step", "score", "infer_cer", "infer_diagonality"} per decision, the start first).
+    Every method's runs, the Optuna trials, PBT's members, ``controller deploy`` and the held-out
+    evaluations during PPO training run through here."""
     obs, info = env.reset(seed=seed, options={"instance": instance})
     curve = [{"step": env.trainer.step_count, "score": info["score"]}]
+    if resume is not None and (resumed := resume(env)) is not None:
+        obs, curve = resumed
     done, n = False, 0
     while not done:
-        obs, _, term, trunc, info = env.step(decide(obs, env))
+        obs, _, term, trunc, info = decide(obs, env)
         done, n = term or trunc, n + 1
         curve.append({"step": env.trainer.step_count, "score": info["score"],
                       "infer_cer": info["val"]["infer_cer"],
                       "infer_diagonality": info["val"]["infer_diagonality"]})
         if on_decision:
-            on_decision(n, info)
+            on_decision(n, info, curve)
     return info, curve

@@ -4,8 +4,9 @@
 ``methods`` (the names), one entry per method with ``cer`` (the headline), ``mcd_dtw_sl``,
 ``gv_ratio``, ``infer_diagonality``, ``stop_rate`` and ``aligned_fraction`` as ``{mean, std}``, ``steps_to_align_median`` (runs that never aligned count
 at the run length; ``steps_to_align_censored`` says when the median sits there), ``diverged``,
-``search_steps`` and ``search_cpu_s``; and ``paired``: for each baseline, ``{metric: {delta_mean,
-ci95_low, ci95_high}}`` of baseline − policy over the same instance × seed runs; ``paired_by_instance``:
+``search_steps`` and ``search_cpu_s``; ``reference`` (the method every other one is paired against,
+usually the policy) and ``paired``: for each baseline, ``{metric: {delta_mean, ci95_low,
+ci95_high}}`` of baseline − reference over the same instance × seed runs; ``paired_by_instance``:
 the same with each instance's mean over its seeds as one pair (the conservative interval, since seeds
 of one instance are not independent); ``meta``: the run settings and ``machine`` (CPU model, torch,
 date), since run figures reproduce on one machine but not across machines.
@@ -64,9 +65,9 @@ def _method_summary(records: list[dict], spec: dict, budget: int) -> dict:
             "wall_s_per_run": mean_std([r["wall_s"] for r in records])}
 
 
-def _paired(baseline: dict, policy: dict) -> dict:
-    """{pair: figures} of a baseline and the policy over the same pairs -> {metric: paired CI}."""
-    return {m: paired_ci([baseline[k][m] for k in baseline], [policy[k][m] for k in baseline])
+def _paired(baseline: dict, reference: dict) -> dict:
+    """{pair: figures} of a baseline and the reference over the same pairs -> {metric: paired CI}."""
+    return {m: paired_ci([baseline[k][m] for k in baseline], [reference[k][m] for k in baseline])
             for m in PAIRED_METRICS}
 
 
@@ -78,25 +79,25 @@ def _instance_means(figures: dict, keys: list[tuple[str, int]]) -> dict[str, dic
     return {i: {m: sum(f[m] for f in figs) / len(figs) for m in PAIRED_METRICS} for i, figs in by_instance.items()}
 
 
-def summarise(runs: dict[str, list[dict]], specs: dict[str, dict], meta: dict) -> dict:
+def summarise(runs: dict[str, list[dict]], specs: dict[str, dict], reference: str, meta: dict) -> dict:
+    """``runs`` and ``specs`` by method label; every other method is paired against ``reference`` (when
+    it is among them)."""
     budget = meta["episode_steps"]
     result = {"episode_steps": budget, "model": meta["model"], "instances": meta["instances"], "seeds": meta["seeds"],
-              "methods": list(runs), "meta": meta}
+              "methods": list(runs), "reference": reference, "meta": meta}
     for method, records in runs.items():
         result[method] = _method_summary(records, specs[method], budget)
-    if "policy" in runs:
-        key = lambda r: (r["instance"], r["seed"])  # noqa: E731
-        policy = {key(r): _figures(r, budget) for r in runs["policy"]}
-        result["paired"], result["paired_by_instance"] = {}, {}
-        for method, records in runs.items():
-            if method == "policy":
-                continue
-            mine = {key(r): _figures(r, budget) for r in records}
-            shared = sorted(set(mine) & set(policy))
-            result["paired"][method] = _paired({k: mine[k] for k in shared}, {k: policy[k] for k in shared})
-            # Seeds of one instance are not independent pairs: the conservative interval has one per instance.
-            result["paired_by_instance"][method] = _paired(_instance_means(mine, shared),
-                                                           _instance_means(policy, shared))
+    result["paired"], result["paired_by_instance"] = {}, {}
+    key = lambda r: (r["instance"], r["seed"])  # noqa: E731
+    ref = {key(r): _figures(r, budget) for r in runs.get(reference, [])}
+    for method, records in runs.items():
+        if method == reference or not ref:
+            continue
+        mine = {key(r): _figures(r, budget) for r in records}
+        shared = sorted(set(mine) & set(ref))
+        result["paired"][method] = _paired({k: mine[k] for k in shared}, {k: ref[k] for k in shared})
+        # Seeds of one instance are not independent pairs: the conservative interval has one per instance.
+        result["paired_by_instance"][method] = _paired(_instance_means(mine, shared), _instance_means(ref, shared))
     result["runs"] = {m: [{k: v for k, v in r.items() if k not in ("curve", "knob_trajectory")} for r in rs]
                       for m, rs in runs.items()}
     return result
@@ -149,8 +150,9 @@ def markdown_report(result: dict, title: str) -> str:
                      f"{r['runs'] - r['never_aligned']}/{r['runs']} | {median} | {r['diverged']} | {_ms(r['score'])} | "
                      f"{r['search_steps']} | {r['search_cpu_s']:.0f} |")
     if result.get("paired"):
-        lines += ["", "Paired differences baseline − policy over the same instance × seed runs, mean [95 % CI]. "
-                  "Positive CER / MCD / steps to align, or negative diagonality / aligned / score, favour the policy.",
+        ref = result["reference"]
+        lines += ["", f"Paired differences baseline − {ref} over the same instance × seed runs, mean [95 % CI]. "
+                  f"Positive CER / MCD / steps to align, or negative diagonality / aligned / score, favour {ref}.",
                   "", PAIRED_HEADER, "|---|---|---|---|---|---|---|---|---|"]
         lines += _paired_rows(result["paired"])
         if len(result["seeds"]) > 1:

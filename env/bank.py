@@ -11,19 +11,19 @@ complete.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import multiprocessing as mp
 import random
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from tqdm import tqdm
 
 from tacotron import checkpoint
-from tacotron.knobs import Knobs
-from tacotron.metrics import is_aligned, steps_to_align
+from tacotron.keys import content_key
+from tacotron.knobs import Knobs, KnobSpace
+from tacotron.driver import drive
+from tacotron.metrics import steps_to_align
+from tacotron.pool import run_jobs
 from tacotron.proxy import cache_root
 from tacotron.run import TrainingSetup, build_trainer, load_data
 from tacotron.schedules import Schedule, get_schedule, hand
@@ -47,15 +47,17 @@ class BankConfig:
 
 
 def perturbed_hand(seed: int) -> Schedule:
-    """The hand recipe with seeded constant distortions: lr ×2^U(−1,1), ga ×U(0.3,1.5), r ±1, tf floor."""
+    """The hand recipe with seeded constant distortions: lr ×2^U(−1,1), ga ×U(0.3,1.5), r ±1, tf floor;
+    clipped to the default knob space."""
     rng = random.Random(seed)
+    space = KnobSpace()
     lr_factor, ga_factor, r_shift, tf_floor = 2 ** rng.uniform(-1, 1), rng.uniform(0.3, 1.5), rng.choice([-1, 0, 1]), \
         rng.uniform(0.5, 1.0)
 
     def schedule(step: int, max_steps: int, aligned_at: int | None = None) -> Knobs:
         k = hand(step, max_steps, aligned_at)
-        return Knobs(lr=k.lr * lr_factor, ga_weight=k.ga_weight * ga_factor, dropout=k.dropout,
-                     r=min(max(k.r + r_shift, 1), 5), tf_ratio=max(k.tf_ratio, tf_floor))
+        return space.clip({"lr": k.lr * lr_factor, "ga_weight": k.ga_weight * ga_factor, "dropout": k.dropout,
+                           "r": k.r + r_shift, "tf_ratio": max(k.tf_ratio, tf_floor)})
     return schedule
 
 
@@ -64,9 +66,10 @@ def bank_root(instances: list[str], setup: TrainingSetup, cfg: BankConfig) -> Pa
         return Path(cfg.root)
     # Only what shapes the checkpoints: the env's own fields (episode length, start, ...) do not.
     training = {f.name: getattr(setup, f.name) for f in fields(TrainingSetup) if f.name != "threads"}
-    key = json.dumps({"instances": instances, "setup": asdict(TrainingSetup(**training)),
-                      "bank": {k: v for k, v in asdict(cfg).items() if k not in ("root", "workers")}}, sort_keys=True)
-    return cache_root() / "bank" / hashlib.sha1(key.encode()).hexdigest()[:12]
+    # format 2: reference runs checkpoint what they measured (tacotron.driver), so a killed one resumes exactly.
+    key = {"instances": instances, "setup": asdict(TrainingSetup(**training)), "format": 2,
+           "bank": {k: v for k, v in asdict(cfg).items() if k not in ("root", "workers")}}
+    return cache_root() / "bank" / content_key(key, 12)
 
 
 def _reference_runs(instances: list[str], cfg: BankConfig) -> list[tuple[str, str, int]]:
@@ -95,14 +98,7 @@ def build_bank(instances: list[str], setup: TrainingSetup, cfg: BankConfig, prog
     run_setup = replace(setup, threads=1) if parallel else setup
     jobs = [(i, name, p, run_setup, cfg, run_dir, seed, progress and not parallel)
             for i, name, p, run_dir, seed in pending]
-    if parallel:
-        with mp.get_context("spawn").Pool(cfg.workers, maxtasksperchild=1) as pool:
-            for _ in tqdm(pool.imap_unordered(_run_job, jobs), total=len(jobs), desc="bank reference runs",
-                          disable=not progress):
-                pass
-    else:
-        for job in jobs:
-            _run_job(job)
+    run_jobs(_run_job, jobs, cfg.workers, "bank reference runs", progress=progress and parallel)
     entries, cost = [], {"steps": 0, "cpu_seconds": 0.0}
     for instance, name, _, run_dir, _ in runs:
         done = json.loads((run_dir / "done").read_text() or "{}")
@@ -110,6 +106,8 @@ def build_bank(instances: list[str], setup: TrainingSetup, cfg: BankConfig, prog
         checks = [tuple(c) for c in json.loads((run_dir / "checks.json").read_text())]
         for p in sorted(run_dir.glob("step_*.pt")):
             step = int(p.stem.split("_")[1])
+            if step >= cfg.run_steps:  # the run's end: no room left for an episode
+                continue
             entries.append({"path": str(p), "instance": instance, "schedule": name, "step": step,
                             "aligned_at": steps_to_align([c for c in checks if c[0] <= step])})
     checkpoint.atomic_write_text(root / "manifest.json", json.dumps(
@@ -126,28 +124,12 @@ def bank_cost(root: Path) -> dict:
 def _reference_run(instance: str, name: str, perturbation_seed: int, setup: TrainingSetup, cfg: BankConfig,
                    run_dir: Path, seed: int, progress: bool) -> None:
     started = time.perf_counter()
-    schedule = _schedule(name, perturbation_seed)
     corpus = load_data(instance, setup.proxy, setup.audio, setup.dataset, progress=False)
     trainer = build_trainer(setup, corpus, seed=seed)
-    latest = checkpoint.latest(run_dir)
-    if latest is not None:
-        trainer.restore(latest)
-    bar = tqdm(total=cfg.run_steps, initial=trainer.step_count, desc=f"bank {run_dir.name} on {instance}",
-               disable=not progress)
-    checks_path = run_dir / "checks.json"  # validations so far, for schedules gated on alignment
-    checks = [tuple(c) for c in json.loads(checks_path.read_text())] if latest is not None else []
-    while trainer.step_count < cfg.run_steps:
-        path = run_dir / f"step_{trainer.step_count}.pt"
-        if trainer.step_count % cfg.save_every == 0:
-            if not any(step == trainer.step_count for step, _ in checks):
-                checks.append((trainer.step_count, is_aligned(trainer.validate().infer)))
-            if not path.exists():  # a resumed run keeps its checkpoints
-                checkpoint.atomic_write_text(checks_path, json.dumps(checks))
-                trainer.save(path)
-        trainer.set_knobs(schedule(trainer.step_count, cfg.run_steps, steps_to_align(checks)))
-        trainer.step()
-        bar.update(1)
-    bar.close()
+    # A checkpoint and a validation at every save point from step 0: the warm starts and their alignment.
+    state = drive(trainer, _schedule(name, perturbation_seed), cfg.run_steps, cfg.save_every, cfg.save_every, run_dir,
+                  resume=True, validate_first=True, desc=f"bank {run_dir.name} on {instance}", progress=progress)
+    checkpoint.atomic_write_text(run_dir / "checks.json", json.dumps([(h["step"], h["aligned"]) for h in state.history]))
     # What this reference run cost, for honest search-cost accounting (a resumed run counts its last part).
     checkpoint.atomic_write_text(run_dir / "done", json.dumps(
         {"steps": cfg.run_steps, "cpu_seconds": (time.perf_counter() - started) * max(setup.threads, 1)}))

@@ -144,7 +144,8 @@ class TrainingEnv(gym.Env):
         if self._bank is not None:
             self._start_from_bank(run_seed)
         else:
-            self.trainer.set_knobs(self.cfg.actions.clip(Knobs().as_dict()))
+            self.trainer.set_knobs(self.cfg.actions.reference())
+        self._held = self.trainer.knobs  # what frozen knobs keep under a schedule (see ``follow``)
         full_length = self.start_kind == "scratch"
         self._end_step = self._horizon if full_length else min(self.trainer.step_count + self.cfg.episode_steps,
                                                                self._horizon)
@@ -164,7 +165,7 @@ class TrainingEnv(gym.Env):
         self._horizon = run_steps
         draw = self.np_random.random()
         if draw < self.cfg.scratch_share:
-            self.trainer.set_knobs(self.cfg.actions.clip(Knobs().as_dict()))
+            self.trainer.set_knobs(self.cfg.actions.reference())
             return
         refreshed = [e for e in self._refreshed if e["instance"] == self.instance]
         use_refreshed = refreshed and draw < self.cfg.scratch_share + self.cfg.refresh_share
@@ -199,7 +200,7 @@ class TrainingEnv(gym.Env):
         """Checkpoint the run with what the episode has measured (and the caller's JSON-able ``extra``)."""
         state = {"aligned_at": self._aligned_at, "initial_score": self._initial_score, "checks": self._checks,
                  "trajectory": self._trajectory, "env_steps": self._env_steps, "start": self._start,
-                 "obs": self._obs.tolist()}
+                 "obs": self._obs.tolist(), "held": self._held.as_dict()}
         self.trainer.save(path, (extra or {}) | {"episode": state})
 
     def resume_episode(self, path: Path) -> tuple[np.ndarray, dict]:
@@ -211,6 +212,7 @@ class TrainingEnv(gym.Env):
         self._aligned_at, self._initial_score = state["aligned_at"], state["initial_score"]
         self._checks = [tuple(c) for c in state["checks"]]
         self._trajectory, self._env_steps, self._start = state["trajectory"], state["env_steps"], state["start"]
+        self._held = Knobs(**state["held"])
         self._val = self.trainer.validate()  # deterministic: the validation the saved observation came from
         self._score = self.cfg.reward.score(self._val.infer)
         self._obs = np.array(state["obs"], dtype=np.float32)  # with the window features the kill lost
@@ -226,18 +228,13 @@ class TrainingEnv(gym.Env):
         """Step at which validation confirmed alignment (two consecutive aligned checks), or None."""
         return self._aligned_at
 
-    def _run_window(self, action) -> list:
+    def _run_window(self, knob_fn: KnobFn | None) -> list:
         tr = self.trainer
         n = min(self.cfg.steps_per_action, self._end_step - tr.step_count)
-        knob_fn = action if callable(action) else None
-        if isinstance(action, Knobs):
-            tr.set_knobs(self.cfg.actions.clip(action.as_dict()))
-        elif knob_fn is None:
-            tr.set_knobs(apply_action(tr.knobs, action, self.cfg.actions, aligned=self._aligned_at is not None))
         window = []
         for i in range(n):
             if knob_fn is not None:
-                tr.set_knobs(self.cfg.actions.clip(knob_fn(tr.step_count).as_dict()))
+                tr.set_knobs(self.cfg.actions.hold_frozen(knob_fn(tr.step_count), self._held))
             if i == 0:
                 self._trajectory.append({"step": tr.step_count, **tr.knobs.as_dict()})
             window.append(tr.step())
@@ -246,13 +243,27 @@ class TrainingEnv(gym.Env):
         return window
 
     def step(self, action):
-        """``action`` is an array from the action space, a ``Knobs`` set directly, or a ``KnobFn``
-        applied before every optimiser step of the window (knobs clipped to the action bounds); the
-        last two let baseline schedules run through exactly the same episode."""
+        """Apply ``action`` (an array from the action space) to the knobs and run one window."""
         if self.trainer is None:
             raise RuntimeError("call reset() before step()")
+        if np.shape(action) != self.action_space.shape:
+            raise ValueError(f"action of shape {np.shape(action)} is not in the action space "
+                             f"{self.action_space.shape} ({self.cfg.actions.active})")
+        self.trainer.set_knobs(apply_action(self.trainer.knobs, action, self.cfg.actions,
+                                            aligned=self._aligned_at is not None))
+        return self._finish_window(self._run_window(None))
+
+    def follow(self, knob_fn: KnobFn):
+        """Run one window of a fixed schedule instead of an action: ``knob_fn(step)`` sets the knobs before
+        every optimiser step, clipped to the bounds, frozen knobs held at their starting values. The
+        episode is exactly the one ``step`` runs (same validations, alignment, reward and info), so
+        baselines are measured like the policy; returns what ``step`` returns."""
+        if self.trainer is None:
+            raise RuntimeError("call reset() before follow()")
+        return self._finish_window(self._run_window(knob_fn))
+
+    def _finish_window(self, window: list):
         tr = self.trainer
-        window = self._run_window(action)
         self._env_steps += 1
         rollbacks = sum(s.rolled_back for s in window)
         diverged = rollbacks >= self.cfg.divergence_rollback_share * self.cfg.steps_per_action

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from tqdm import tqdm
 from tacotron import checkpoint
 from tacotron.audio import SILENCE_LOG, AudioConfig
 from tacotron.data import Corpus, DataConfig, load_corpus
+from tacotron.keys import content_key
 from tacotron.proxy import ProxyOptions, cache_root, generate_proxy_corpus, parse_instance
 from tacotron.text import transcript
 
@@ -213,7 +213,7 @@ def _dataset_key(data: str) -> dict:
 
 def _cache_path(key: dict) -> Path:
     """The shipped weights when they were trained from exactly this key, else the cache's file."""
-    name = f"recogniser_{hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]}.pt"
+    name = f"recogniser_{content_key(key, 16)}.pt"
     return SHIPPED / name if (SHIPPED / name).is_file() else cache_root() / "asr" / name
 
 

@@ -1,8 +1,6 @@
 """Audio I/O and log-mel features with NVIDIA tacotron2's parameters."""
 from __future__ import annotations
 
-import hashlib
-import json
 import wave
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -10,6 +8,8 @@ from pathlib import Path
 import librosa
 import numpy as np
 import soundfile as sf
+
+from tacotron.keys import content_key
 
 
 @dataclass
@@ -37,7 +37,7 @@ class AudioConfig:
 
     def cache_key(self) -> str:
         """Hash of every parameter, so a changed parameter never reuses a stale mel cache."""
-        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        return content_key(asdict(self), 12)
 
     def _mel_basis(self) -> np.ndarray:
         return librosa.filters.mel(sr=self.sample_rate, n_fft=self.n_fft, n_mels=self.n_mels,

@@ -1,4 +1,4 @@
-"""Shared fixtures: a private cache folder and tiny real espeak-ng corpora."""
+"""Shared fixtures: a private cache folder, tiny real espeak-ng corpora and a tiny env factory."""
 from __future__ import annotations
 
 import os
@@ -6,10 +6,12 @@ import os
 import pytest
 import torch
 
+from env.training_env import EnvConfig
 from tacotron.audio import AudioConfig
 from tacotron.data import DataConfig, load_corpus
 from tacotron.model import ModelConfig
 from tacotron.proxy import ProxySpec, generate_proxy_corpus
+from tacotron.trainer import TrainerConfig
 
 torch.set_num_threads(2)
 
@@ -46,3 +48,14 @@ def align_corpus(cache_dir):
 @pytest.fixture
 def tiny_model_cfg(tiny_corpus):
     return ModelConfig.preset("tiny", tiny_corpus.frontend.n_symbols)
+
+
+@pytest.fixture(scope="session")
+def tiny_env(tiny_corpus_dir):
+    """A factory of tiny real env configs on the tiny corpus: 4 optimiser steps, a decision every 2,
+    batches of 4, one torch thread; keyword arguments override any EnvConfig field."""
+    def make(**overrides) -> EnvConfig:
+        base = dict(instances=[str(tiny_corpus_dir)], episode_steps=4, steps_per_action=2, threads=1,
+                    trainer=TrainerConfig(batch_size=4, device="cpu"))
+        return EnvConfig(**(base | overrides))
+    return make

@@ -8,14 +8,11 @@ import torch
 from env.bank import BankConfig, bank_root, build_bank, load_bank, perturbed_hand
 from env.observations import LOG_STEP_SCALE
 from env.training_env import EnvConfig, TrainingEnv
-from tacotron.trainer import TrainerConfig
 
 
 @pytest.fixture
-def bank_env_cfg(tiny_corpus_dir, tmp_path):
-    return EnvConfig(instances=[str(tiny_corpus_dir)], episode_steps=4, steps_per_action=2,
-                     trainer=TrainerConfig(batch_size=4, device="cpu"),
-                     bank=BankConfig(run_steps=8, save_every=4, schedules=["hand"], perturbed_runs=1,
+def bank_env_cfg(tiny_env, tmp_path):
+    return tiny_env(bank=BankConfig(run_steps=8, save_every=4, schedules=["hand"], perturbed_runs=1,
                                      root=str(tmp_path / "bank")))
 
 
@@ -29,6 +26,15 @@ def test_build_bank_is_cached_and_resumable(bank_env_cfg):
     (root / "run001-perturbed0" / "done").unlink()  # an interrupted run resumes from its last checkpoint
     build_bank(instances, bank_env_cfg, bank_env_cfg.bank, progress=False)
     assert all(p.stat().st_mtime_ns == t for p, t in stamp.items())
+    assert json.loads((root / "manifest.json").read_text())["entries"] == entries
+    # killed after step 4: it continues from there with what it had measured, and ends as before
+    run = root / "run001-perturbed0"
+    checks = (run / "checks.json").read_text()
+    for lost in (run / "done", run / "step_8.pt", run / "checks.json"):
+        lost.unlink()
+    build_bank(instances, bank_env_cfg, bank_env_cfg.bank, progress=False)
+    assert (run / "step_8.pt").is_file() and (run / "checks.json").read_text() == checks
+    assert all(p.stat().st_mtime_ns == t for p, t in stamp.items() if p.name != "step_8.pt" or p.parent != run)
     assert json.loads((root / "manifest.json").read_text())["entries"] == entries
 
 

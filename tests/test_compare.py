@@ -11,18 +11,16 @@ from controller.statistics import censored_median, paired_ci
 from env.training_env import EnvConfig
 from tacotron.knobs import Knobs
 from tacotron.schedules import hand, static
-from tacotron.trainer import TrainerConfig
 
 
 @pytest.fixture
-def env_cfg(tiny_corpus_dir):
-    return EnvConfig(instances=[str(tiny_corpus_dir)], episode_steps=4, steps_per_action=2,
-                     trainer=TrainerConfig(batch_size=4, device="cpu"))
+def env_cfg(tiny_env):
+    return tiny_env()
 
 
-def test_quick_compare_writes_the_documented_json_markdown_and_plots(tiny_corpus_dir, tmp_path):
-    small = EnvConfig(instances=[str(tiny_corpus_dir)], episode_steps=6, steps_per_action=2,
-                      trainer=TrainerConfig(batch_size=4, device="cpu"))
+@pytest.mark.slow
+def test_quick_compare_writes_the_documented_json_markdown_and_plots(tiny_corpus_dir, tiny_env, tmp_path):
+    small = tiny_env(episode_steps=6)
     methods = ["static", "tuned_static", "hand", "optuna_tpe"]
     cfg = CompareConfig(methods=methods, data=[str(tiny_corpus_dir)], episode_steps=6, eval_every=2, seeds=[0, 1],
                         out_dir=str(tmp_path), workers=1, optuna=OptunaConfig(n_trials=2, workers=1), env=small)
@@ -159,7 +157,7 @@ def test_instance_level_pairs_average_each_instances_seeds():
                                                     ("c", 0, 1.0), ("c", 1, 1.4)]]
     policy = [record(r["instance"], r["seed"], 1.0) for r in baseline]
     spec = {"search_steps": 0, "search_cpu_s": 0.0}
-    result = summarise({"static": baseline, "policy": policy}, {"static": spec, "policy": spec},
+    result = summarise({"static": baseline, "policy": policy}, {"static": spec, "policy": spec}, "policy",
                        {"episode_steps": 1500, "model": "tiny", "instances": ["a", "b", "c"], "seeds": [0, 1]})
     assert result["paired"]["static"]["cer"] == paired_ci([1.1, 1.3, 1.2, 1.2, 1.0, 1.4], [1.0] * 6)
     # one pair per voice: the mean over its two seeds (0.2 each), so the differences do not vary at all

@@ -9,26 +9,24 @@ from stable_baselines3 import PPO
 from controller.baselines import OptunaConfig
 from controller.deploy import DeployConfig, deploy
 from controller.explain import ExplainConfig, explain
-from controller.methods import prepare
-from controller.policy_io import load_env_config, load_meta, policy_fingerprint
+from controller.methods import METHODS, PrepareContext
+from controller.cli import load_config
+from controller.policy_io import env_config_from_dict, load_env_config, load_meta, policy_fingerprint
 from controller.train import ControllerConfig, PPOConfig, train_controller
 from env.actions import ActionConfig, KnobSpec
 from env.bank import BankConfig
 from env.training_env import EnvConfig
-from tacotron.trainer import TrainerConfig
 
 
-def _cfg(corpus_dir, out, **kw) -> ControllerConfig:
-    env = EnvConfig(instances=[str(corpus_dir)], episode_steps=4, steps_per_action=2, threads=1,
-                    trainer=TrainerConfig(batch_size=4, device="cpu"))
+def _cfg(tiny_env, out, **kw) -> ControllerConfig:
     base = dict(out_dir=str(out), total_timesteps=32, n_envs=1, checkpoint_every=16, tensorboard=False,
-                ppo=PPOConfig(n_steps=16, batch_size=16, n_epochs=2), env=env)
+                ppo=PPOConfig(n_steps=16, batch_size=16, n_epochs=2), env=tiny_env())
     return ControllerConfig(**(base | kw))
 
 
 @pytest.mark.slow
-def test_ppo_trains_saves_reloads_and_deploys(tiny_corpus_dir, tmp_path):
-    cfg = _cfg(tiny_corpus_dir, tmp_path / "ctl", total_timesteps=256, n_envs=2, checkpoint_every=128)
+def test_ppo_trains_saves_reloads_and_deploys(tiny_env, tiny_corpus_dir, tmp_path):
+    cfg = _cfg(tiny_env, tmp_path / "ctl", total_timesteps=256, n_envs=2, checkpoint_every=128)
     policy = train_controller(cfg)
     assert {p.name for p in policy.iterdir()} >= {"model.zip", "vecnormalize.pkl", "env_config.json",
                                                   "instances.json"}
@@ -46,10 +44,10 @@ def test_ppo_trains_saves_reloads_and_deploys(tiny_corpus_dir, tmp_path):
     assert stretched["steps_per_action"] == 4  # 2 decisions per 4-step training episode, over 8 steps
 
 
-def test_bank_trained_policy_is_evaluated_as_deployed_and_logs_episodes_by_start(tiny_corpus_dir, tmp_path):
+def test_bank_trained_policy_is_evaluated_as_deployed_and_logs_episodes_by_start(tiny_env, tmp_path):
     """Held-out evaluation of a bank-trained policy runs from scratch on the held-out voices (no bank
     of theirs exists), and every training episode is logged with where it started."""
-    cfg = _cfg(tiny_corpus_dir, tmp_path / "ctl", total_timesteps=16, eval_every=8, eval_steps=2)
+    cfg = _cfg(tiny_env, tmp_path / "ctl", total_timesteps=16, eval_every=8, eval_steps=2)
     env = dataclasses.replace(cfg.env, start="bank", scratch_share=0.5,
                               bank=BankConfig(run_steps=8, save_every=4, schedules=["static"], perturbed_runs=0,
                                               root=str(tmp_path / "bank")))
@@ -61,17 +59,17 @@ def test_bank_trained_policy_is_evaluated_as_deployed_and_logs_episodes_by_start
     assert all(0 <= e["final_score"] <= 1 for e in episodes)
 
 
-def test_resume_continues_the_step_count(tiny_corpus_dir, tmp_path):
+def test_resume_continues_the_step_count(tiny_env, tmp_path):
     out = tmp_path / "ctl"
-    train_controller(_cfg(tiny_corpus_dir, out, total_timesteps=16))
+    train_controller(_cfg(tiny_env, out, total_timesteps=16))
     assert PPO.load(out / "checkpoints" / "step_16" / "model.zip").num_timesteps == 16
-    train_controller(_cfg(tiny_corpus_dir, out, total_timesteps=32, resume=True))
+    train_controller(_cfg(tiny_env, out, total_timesteps=32, resume=True))
     assert PPO.load(out / "policy" / "model.zip").num_timesteps == 32
     assert (out / "checkpoints" / "step_32").is_dir()
 
 
-def test_deploy_refuses_a_mismatched_policy(tiny_corpus_dir, tmp_path):
-    policy = train_controller(_cfg(tiny_corpus_dir, tmp_path / "ctl", total_timesteps=16))
+def test_deploy_refuses_a_mismatched_policy(tiny_env, tiny_corpus_dir, tmp_path):
+    policy = train_controller(_cfg(tiny_env, tmp_path / "ctl", total_timesteps=16))
     env_json = policy / "env_config.json"
     cfg = json.loads(env_json.read_text())
     cfg["actions"]["r"]["frozen"] = True  # the policy was trained with 5 action dims
@@ -83,22 +81,28 @@ def test_deploy_refuses_a_mismatched_policy(tiny_corpus_dir, tmp_path):
         deploy(DeployConfig(policy=str(tmp_path), data=str(tiny_corpus_dir)), progress=False)
 
 
-def test_stretched_interval_follows_each_run_length_in_a_shared_search_cache(tiny_corpus_dir, tmp_path):
-    policy = train_controller(_cfg(tiny_corpus_dir, tmp_path / "ctl", total_timesteps=16))
+def test_stretched_interval_follows_each_run_length_in_a_shared_search_cache(tiny_env, tmp_path):
+    policy = train_controller(_cfg(tiny_env, tmp_path / "ctl", total_timesteps=16))
     trained = load_env_config(policy)  # K = 2 over a 4-step proxy horizon
-    ks = [prepare("policy_stretched", env_cfg=dataclasses.replace(trained, episode_steps=steps), policy=policy,
-                  optuna=OptunaConfig(), search_env=trained, dev_instances=[], out=tmp_path / "searches")
-          ["steps_per_action"] for steps in (4, 40)]
+    ks = [METHODS["policy_stretched"].obtain(PrepareContext(
+        run_env=dataclasses.replace(trained, episode_steps=steps), search_env=trained, policy=policy,
+        optuna=OptunaConfig(), dev_instances=[], cache_dir=tmp_path / "searches")).schedule["steps_per_action"]
+        for steps in (4, 40)]
     assert ks == [2, 20]  # a cached 4-step spec is not reused for a 40-step run
 
 
-def test_frozen_knob_spec_roundtrips():
-    cfg = EnvConfig(actions=ActionConfig(dropout=KnobSpec(0.0, 0.5, 0.05, frozen=True)))
-    assert cfg.actions.active == ["lr", "ga_weight", "r", "tf_ratio"]
+def test_frozen_knob_spec_roundtrips_through_a_policy_config_and_the_cli():
+    cfg = EnvConfig(actions=ActionConfig(dropout=KnobSpec(0.0, 0.4, 0.05, frozen=True), mode="absolute"))
+    again = env_config_from_dict(json.loads(json.dumps(dataclasses.asdict(cfg))))  # as a policy dir stores it
+    assert again == cfg and again.actions.active == ["lr", "ga_weight", "r", "tf_ratio"]
+    assert isinstance(again.actions, ActionConfig) and again.actions.dropout.high == 0.4
+    from_cli = load_config("controller/ppo", ["env.actions.dropout.frozen=true", "env.actions.dropout.high=0.4",
+                                              "env.actions.mode=absolute"]).env
+    assert from_cli.actions == cfg.actions
 
 
-def test_explain_writes_sensitivity_and_trajectories(tiny_corpus_dir, tmp_path):
-    policy = train_controller(_cfg(tiny_corpus_dir, tmp_path / "ctl", total_timesteps=16))
+def test_explain_writes_sensitivity_and_trajectories(tiny_env, tmp_path):
+    policy = train_controller(_cfg(tiny_env, tmp_path / "ctl", total_timesteps=16))
     result = explain(ExplainConfig(policy=str(policy), instance_set="heldout", episodes=1, max_steps=6,
                                    out_dir=str(tmp_path / "ex")))
     assert set(result["top_features"]) == {"lr", "ga_weight", "dropout", "r", "tf_ratio"}
@@ -108,9 +112,9 @@ def test_explain_writes_sensitivity_and_trajectories(tiny_corpus_dir, tmp_path):
     assert (tmp_path / "ex" / "sensitivity.png").is_file() and (tmp_path / "ex" / "alignment_0.png").is_file()
 
 
-def test_time_budget_stops_training_and_is_recorded(tiny_corpus_dir, tmp_path):
+def test_time_budget_stops_training_and_is_recorded(tiny_env, tmp_path):
     out = tmp_path / "ctl"
-    policy = train_controller(_cfg(tiny_corpus_dir, out, total_timesteps=100_000, checkpoint_every=8,
+    policy = train_controller(_cfg(tiny_env, out, total_timesteps=100_000, checkpoint_every=8,
                                    time_budget_s=3.0))
     steps = PPO.load(policy / "model.zip").num_timesteps
     assert 0 < steps < 100_000
@@ -128,12 +132,13 @@ def test_time_budget_stops_training_and_is_recorded(tiny_corpus_dir, tmp_path):
     assert policy_fingerprint(copy) != policy_fingerprint(policy)
 
 
-def test_training_for_a_step_count_is_reproducible(tiny_corpus_dir, tmp_path):
+@pytest.mark.slow
+def test_training_for_a_step_count_is_reproducible(tiny_env, tmp_path):
     """The demo trains for a step count, not a time budget, so the policy it deploys on the test voice
     is the one chosen on the dev voices (on one machine): one seed gives the same weights, another seed
     other weights."""
     def weights(name: str, seed: int) -> dict:
-        policy = train_controller(_cfg(tiny_corpus_dir, tmp_path / name, n_envs=2, seed=seed))
+        policy = train_controller(_cfg(tiny_env, tmp_path / name, n_envs=2, seed=seed))
         return PPO.load(policy / "model.zip").policy.state_dict()
 
     first, again, other = weights("a", 0), weights("b", 0), weights("c", 1)

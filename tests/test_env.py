@@ -17,9 +17,8 @@ from tacotron.trainer import StepStats, TrainerConfig
 
 
 @pytest.fixture
-def small_cfg(tiny_corpus_dir):
-    return EnvConfig(instances=[str(tiny_corpus_dir)], episode_steps=6, steps_per_action=2,
-                     trainer=TrainerConfig(batch_size=4, device="cpu"))
+def small_cfg(tiny_env):
+    return tiny_env(episode_steps=6)
 
 
 def test_both_env_checkers_pass_without_warnings(small_cfg):

@@ -68,12 +68,9 @@ def test_killed_train_resumes_to_the_uninterrupted_result(tiny_corpus_dir, tmp_p
 
 
 @pytest.fixture(scope="module")
-def tiny_policy(tiny_corpus_dir, tmp_path_factory):
+def tiny_policy(tiny_env, tmp_path_factory):
     from controller.train import ControllerConfig, PPOConfig, train_controller
-    from env.training_env import EnvConfig
-    from tacotron.trainer import TrainerConfig
-    env = EnvConfig(instances=[str(tiny_corpus_dir)], episode_steps=4, steps_per_action=2, threads=1,
-                    trainer=TrainerConfig(batch_size=4, device="cpu"))
+    env = tiny_env()
     return train_controller(ControllerConfig(out_dir=str(tmp_path_factory.mktemp("ctl")), total_timesteps=16,
                                              n_envs=1, checkpoint_every=16, tensorboard=False, env=env,
                                              ppo=PPOConfig(n_steps=16, batch_size=16, n_epochs=1)))

@@ -1,4 +1,4 @@
-"""The full-run benchmark's quick mode end to end, and PBT through Ray Tune on a real proxy run."""
+"""The full-run benchmark's quick mode end to end (PBT's own contract: tests/test_methods.py)."""
 import json
 import subprocess
 import sys
@@ -6,34 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from controller.pbt import POPULATION, run_pbt
+from controller.methods.pbt import POPULATION
 from controller.train import ControllerConfig, PPOConfig, train_controller
-from env.training_env import EnvConfig
-from tacotron.trainer import TrainerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _env(corpus_dir, **kw) -> EnvConfig:
-    base = dict(instances=[str(corpus_dir)], episode_steps=4, steps_per_action=2, threads=1,
-                trainer=TrainerConfig(batch_size=4, device="cpu"))
-    return EnvConfig(**(base | kw))
-
-
 @pytest.mark.slow
-def test_pbt_exploits_through_trainer_checkpoints(tiny_corpus_dir):
-    record = run_pbt({"kind": "pbt"}, _env(tiny_corpus_dir, episode_steps=8), str(tiny_corpus_dir), seed=0,
-                     eval_every=2)
-    assert record["run_steps"] == POPULATION * 8  # its compute: the whole population
-    assert [c["step"] for c in record["curve"]] == [2, 4, 6, 8]  # the lineage's test checks, carried over
-    assert record["final"]["cer"] > 0 and record["final"]["mcd_dtw_sl"] > 0 and 0 <= record["final"]["diagonality"] <= 1
-    assert len(record["knob_trajectory"]) == 4 and not record["diverged"]
-
-
-@pytest.mark.slow
-def test_full_run_quick_writes_every_method_with_costs_and_paired_cis(tiny_corpus_dir, tmp_path, cache_dir):
+def test_full_run_quick_writes_every_method_with_costs_and_paired_cis(tiny_env, tmp_path, cache_dir):
     policy = train_controller(ControllerConfig(out_dir=str(tmp_path / "ctl"), total_timesteps=16, n_envs=1,
-                                               checkpoint_every=16, tensorboard=False, env=_env(tiny_corpus_dir),
+                                               checkpoint_every=16, tensorboard=False, env=tiny_env(),
                                                ppo=PPOConfig(n_steps=16, batch_size=16, n_epochs=1)))
     cmd = [sys.executable, str(ROOT / "benchmarks" / "full_run.py"), "--quick", "--parts", "tiny", "--instances", "1",
            "--seeds", "1", "--steps", "8", "--eval-every", "4", "--policy", str(policy), "--out", str(tmp_path)]

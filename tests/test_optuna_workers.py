@@ -20,15 +20,9 @@ from optuna.trial import TrialState
 
 from controller.baselines import OptunaConfig, open_storage, optuna_search, study_name
 from env.training_env import EnvConfig
-from tacotron.trainer import TrainerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES = os.environ.get("TACOTUNE_TEST_POSTGRES", "postgresql+psycopg2:///tacotune")
-
-
-def _env(corpus_dir, steps: int) -> EnvConfig:
-    return EnvConfig(instances=[str(corpus_dir)], episode_steps=steps, steps_per_action=steps // 2, threads=1,
-                     trainer=TrainerConfig(batch_size=4, device="cpu"))
 
 
 def _worker(env: EnvConfig, cfg: OptunaConfig) -> subprocess.Popen:
@@ -73,13 +67,31 @@ def _running(study_fn, pid: int) -> bool:
         t.state == TrialState.RUNNING and t.user_attrs.get("worker_pid") == pid for t in trials)
 
 
-def _kill_mid_trial(study_fn, proc: subprocess.Popen) -> None:
-    """SIGKILL ``proc`` while one of its trials runs. It is frozen (SIGSTOP) before the look, so the
-    trial cannot end between the look and the kill; if it had just ended, thaw and wait again."""
+def _stopped(pid: int) -> bool:
+    """Every thread of process ``pid`` is stopped (so none is inside a write)."""
+    tasks = Path(f"/proc/{pid}/task")
+    return all((task / "stat").read_text().rsplit(")", 1)[1].split()[0] in "tT" for task in tasks.iterdir())
+
+
+def _writes_settled(url: str) -> bool:
+    """No statement of another connection is in flight on the database (a journal file is written
+    synchronously, so a stopped writer has none in flight)."""
+    if url.startswith("journal:"):
+        return True
+    import sqlalchemy
+    with sqlalchemy.create_engine(url).connect() as db:
+        return db.execute(sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                          "AND state = 'active' AND pid <> pg_backend_pid()")).scalar() == 0
+
+
+def _kill_mid_trial(study_fn, proc: subprocess.Popen, url: str) -> None:
+    """SIGKILL ``proc`` while one of its trials runs. It is frozen (SIGSTOP) before the look, and the look
+    waits until it has stopped and its last write has landed, so the trial cannot end between the look
+    and the kill; if it had just ended, thaw and wait again."""
     while True:
         _wait_for(lambda: _running(study_fn, proc.pid), proc)
         os.killpg(proc.pid, signal.SIGSTOP)
-        time.sleep(0.5)  # a write already sent reaches the storage before we look
+        _wait_for(lambda: _stopped(proc.pid) and _writes_settled(url), proc)
         if _running(study_fn, proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -88,11 +100,11 @@ def _kill_mid_trial(study_fn, proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
-def test_killed_journal_search_retries_its_running_trial(tiny_corpus_dir, tmp_path):
-    env = _env(tiny_corpus_dir, 40)  # trials of a few seconds, so the kill lands inside one
+def test_killed_journal_search_retries_its_running_trial(tiny_env, tmp_path):
+    env = tiny_env(episode_steps=40, steps_per_action=20)  # trials of a few seconds, so the kill lands inside one
     cfg = OptunaConfig(n_trials=3, pruner="none", workers=1, storage=f"journal:{tmp_path / 'j.log'}")
     proc = _worker(env, cfg)
-    _kill_mid_trial(lambda: _study(env, cfg), proc)
+    _kill_mid_trial(lambda: _study(env, cfg), proc, cfg.storage)
     killed = next(t for t in _study(env, cfg).trials if t.state == TrialState.RUNNING)
     study = optuna_search("tpe", cfg, env, list(env.instances), "w", default_storage="unused")
     states = [t.state for t in study.trials]
@@ -115,14 +127,14 @@ def _postgres_or_skip() -> str:
 
 
 @pytest.mark.slow
-def test_postgres_worker_killed_mid_trial_is_taken_over(tiny_corpus_dir, tmp_path):
+def test_postgres_worker_killed_mid_trial_is_taken_over(tiny_env, tmp_path):
     """Two workers on one study; one is SIGKILLed mid-trial; the other fails the silent trial after the
     grace period and runs it again with the same parameters. Prints the takeover time."""
     url = _postgres_or_skip()
-    env = _env(tiny_corpus_dir, 20)
+    env = tiny_env(episode_steps=20, steps_per_action=10)
     cfg = OptunaConfig(n_trials=16, pruner="none", workers=1, storage=url, seed=int(time.time()))  # a fresh study
     victim, survivor = _worker(env, cfg), _worker(env, cfg)
-    _kill_mid_trial(lambda: _study(env, cfg), victim)
+    _kill_mid_trial(lambda: _study(env, cfg), victim, url)
     killed_at = time.time()
     assert survivor.wait(timeout=600) == 0, survivor.stderr.read()[-3000:]
     trials = _study(env, cfg).trials

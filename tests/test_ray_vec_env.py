@@ -9,19 +9,12 @@ import numpy as np
 import pytest
 
 from controller.train import ControllerConfig, PPOConfig, train_controller
-from env.training_env import EnvConfig
-from tacotron.trainer import TrainerConfig
-
-
-def _env(corpus_dir) -> EnvConfig:
-    return EnvConfig(instances=[str(corpus_dir)], episode_steps=4, steps_per_action=2, threads=1,
-                     trainer=TrainerConfig(batch_size=4, device="cpu"))
 
 
 @pytest.mark.slow
-def test_killed_actor_is_restarted_and_its_episode_truncated(tiny_corpus_dir):
+def test_killed_actor_is_restarted_and_its_episode_truncated(tiny_env):
     from controller.ray_vec_env import RayVecEnv
-    venv = RayVecEnv(_env(tiny_corpus_dir), n_envs=2, seed=0)
+    venv = RayVecEnv(tiny_env(), n_envs=2, seed=0)
     obs = venv.reset()
     assert obs.shape == (2, venv.observation_space.shape[0]) and np.isfinite(obs).all()
     zeros = np.zeros((2, 5), dtype=np.float32)
@@ -39,9 +32,9 @@ def test_killed_actor_is_restarted_and_its_episode_truncated(tiny_corpus_dir):
 
 
 @pytest.mark.slow
-def test_ppo_trains_on_ray_actors(tiny_corpus_dir, tmp_path):
+def test_ppo_trains_on_ray_actors(tiny_env, tmp_path):
     cfg = ControllerConfig(out_dir=str(tmp_path / "ctl"), total_timesteps=16, n_envs=2, checkpoint_every=8,
-                           tensorboard=False, vec_env="ray", env=_env(tiny_corpus_dir),
+                           tensorboard=False, vec_env="ray", env=tiny_env(),
                            ppo=PPOConfig(n_steps=8, batch_size=8, n_epochs=1))
     policy = train_controller(cfg)
     assert (policy / "model.zip").is_file() and (tmp_path / "ctl" / "checkpoints" / "step_16").is_dir()

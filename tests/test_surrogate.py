@@ -1,6 +1,5 @@
 import json
 
-import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
@@ -11,14 +10,11 @@ from controller.surrogate import (RecordConfig, SurrogateConfig, SurrogateEnv, f
                                   record_transitions)
 from controller.train import ControllerConfig, PPOConfig, train_controller
 from env.observations import OBS_NAMES
-from env.training_env import EnvConfig
-from tacotron.trainer import TrainerConfig
 
 
 @pytest.fixture(scope="module")
-def transitions(tiny_corpus_dir, tmp_path_factory):
-    env = EnvConfig(instances=[str(tiny_corpus_dir)], episode_steps=6, steps_per_action=2, threads=1,
-                    trainer=TrainerConfig(batch_size=4, device="cpu"))
+def transitions(tiny_env, tmp_path_factory):
+    env = tiny_env(episode_steps=6)
     path = tmp_path_factory.mktemp("transitions") / "t.pt"
     record_transitions(RecordConfig(out=str(path), n_transitions=12, n_envs=1, env=env))
     return path
@@ -59,9 +55,8 @@ def test_fit_recovers_known_dynamics_on_heldout_episodes():
     assert report["heldout_r2_obs_change"] > 0.95 and report["heldout_r2_reward"] > 0.95
 
 
-def test_ppo_pretrains_on_the_surrogate_then_counts_only_real_steps(tiny_corpus_dir, transitions, tmp_path):
-    env = EnvConfig(instances=[str(tiny_corpus_dir)], episode_steps=4, steps_per_action=2, threads=1,
-                    trainer=TrainerConfig(batch_size=4, device="cpu"))
+def test_ppo_pretrains_on_the_surrogate_then_counts_only_real_steps(tiny_env, transitions, tmp_path):
+    env = tiny_env()
     cfg = ControllerConfig(out_dir=str(tmp_path / "ctl"), total_timesteps=16, n_envs=1, checkpoint_every=16,
                            tensorboard=False, ppo=PPOConfig(n_steps=16, batch_size=16, n_epochs=2), env=env,
                            surrogate=SurrogateConfig(transitions=str(transitions), pretrain_timesteps=64, epochs=50))

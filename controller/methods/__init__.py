@@ -1,0 +1,45 @@
+"""The registry of schedule methods, each obtaining a schedule (search cost counted) and running cells.
+
+| method | schedule | search cost |
+|---|---|---|
+| static, hand | ``tacotron.schedules`` | 0 |
+| tuned_static | Optuna TPE over constant knobs | its trials |
+| optuna_tpe/cmaes/gp/nsga2 | Optuna over ``parametric_schedule`` | its trials |
+| policy | the PPO policy, deployed as ``controller deploy`` does (K fixed in steps) | bank + PPO |
+| policy_stretched | the same policy with K stretched to the run (``cadence=stretched``) | bank + PPO |
+| replay | the policy's mean knob trajectory on the dev set, replayed open-loop | policy + recording |
+| pbt | Ray Tune PBT: a population per run | (population − 1) × run length per run |
+
+Adding a method is one file with a ``Method`` subclass (``controller.methods.base``) and one line in
+``METHODS``; the contract test (tests/test_methods.py) then runs it like every other.
+"""
+from __future__ import annotations
+
+from controller.methods.base import Cell, Method, PrepareContext, RunRecord, Spec
+from controller.methods.fixed import FixedSchedule
+from controller.methods.optuna_search import OptunaMethod
+from controller.methods.pbt import PBTMethod
+from controller.methods.policy import PolicyMethod, ReplayMethod
+
+METHODS: dict[str, Method] = {method.name: method for method in (
+    FixedSchedule("static"),
+    FixedSchedule("hand"),
+    OptunaMethod("tuned_static", sampler="tpe", space="constant"),
+    OptunaMethod("optuna_tpe", sampler="tpe", space="schedule"),
+    OptunaMethod("optuna_cmaes", sampler="cmaes", space="schedule"),
+    OptunaMethod("optuna_gp", sampler="gp", space="schedule"),
+    OptunaMethod("optuna_nsga2", sampler="nsga2", space="schedule"),  # CER against steps to align
+    PolicyMethod("policy", cadence="fixed"),
+    PolicyMethod("policy_stretched", cadence="stretched"),
+    ReplayMethod("replay"),
+    PBTMethod("pbt"),
+)}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"method {name!r} is unknown; choose from {sorted(METHODS)}")
+    return METHODS[name]
+
+
+__all__ = ["METHODS", "Cell", "Method", "PrepareContext", "RunRecord", "Spec", "get_method"]
