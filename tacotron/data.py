@@ -7,7 +7,6 @@ an error. Mels are cached as ``.npy`` under a folder keyed by ``AudioConfig.cach
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import os
 import random
@@ -19,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from tacotron.audio import AudioConfig, load_wav, mel_spectrogram
+from tacotron.keys import content_key
 from tacotron.proxy import PROXY_MARKER, cache_root
 from tacotron.text import TextFrontend, normalize, transcript
 
@@ -111,8 +111,7 @@ def _read_metadata(root: Path) -> list[tuple[str, str]]:
 
 
 def _mel_cache_dir(root: Path, audio: AudioConfig) -> Path:
-    root_key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:12]
-    return cache_root() / "mels" / root_key / audio.cache_key()
+    return cache_root() / "mels" / content_key(str(root.resolve()), 12) / audio.cache_key()
 
 
 def _load_mel(wav_path: Path, cache: Path, audio: AudioConfig, report: LoadReport) -> np.ndarray:

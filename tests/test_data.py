@@ -1,5 +1,8 @@
 import logging
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +80,18 @@ def test_split_is_deterministic(tiny_corpus_dir, tiny_corpus):
     assert [u.utt_id for u in again.test] == [u.utt_id for u in tiny_corpus.test]
     splits = [{u.utt_id for u in part} for part in (again.train, again.val, again.test)]
     assert not (splits[0] & splits[1] or splits[0] & splits[2] or splits[1] & splits[2])  # disjoint
+
+
+def test_mels_do_not_depend_on_the_blas_thread_count(tiny_corpus_dir):
+    """A mel cache filled by a 1-thread worker must hold what a 2-thread process would compute: 1e-6
+    differences moved a 1,000-step run's CER by 0.04."""
+    script = ("import sys, numpy as np; from tacotron.audio import AudioConfig, load_wav, mel_spectrogram; "
+              "a = AudioConfig(); sys.stdout.buffer.write(mel_spectrogram(load_wav(sys.argv[1], a.sample_rate), a).tobytes())")
+    wav = str(sorted((tiny_corpus_dir / "wavs").glob("*.wav"))[0])
+    outputs = [subprocess.run([sys.executable, "-c", script, wav], capture_output=True, check=True,
+                              env=os.environ | {"OPENBLAS_NUM_THREADS": n, "OMP_NUM_THREADS": n}).stdout
+               for n in ("1", "2")]
+    assert len(outputs[0]) > 0 and outputs[0] == outputs[1]
 
 
 def test_mel_cache_hit_and_invalidation(tiny_corpus_dir):
