@@ -92,7 +92,7 @@ def main() -> None:
                            {m: dataclasses.asdict(specs[m]) for m in (*BASELINES, label)}, label, meta)
         if not rows:
             rows += [_row(m, result[m]) | dict.fromkeys(paired_cols, "–") for m in BASELINES]
-        rows.append(_row(label, result[label]) | {col: _ci(result["paired"][m]["cer"])
+        rows.append(_row(label, result[label]) | {col: _ci(result["paired_by_instance"][m]["cer"])
                                                    for col, m in zip(paired_cols, BASELINES)})
     curve = rows[len(BASELINES):]
     bank_cpu_min = load_meta(policies[-1])["bank_cost"]["cpu_seconds"] / 60

@@ -2,14 +2,16 @@
 
 ``summarise`` returns the comparison JSON: ``episode_steps``, ``model``, ``instances``, ``seeds``,
 ``methods`` (the names), one entry per method with ``cer`` (the headline), ``mcd_dtw_sl``,
-``gv_ratio``, ``infer_diagonality``, ``stop_rate`` and ``aligned_fraction`` as ``{mean, std}``, ``steps_to_align_median`` (runs that never aligned count
-at the run length; ``steps_to_align_censored`` says when the median sits there), ``diverged``,
-``search_steps`` and ``search_cpu_s``; ``reference`` (the method every other one is paired against,
-usually the policy) and ``paired``: for each baseline, ``{metric: {delta_mean, ci95_low,
-ci95_high}}`` of baseline − reference over the same instance × seed runs; ``paired_by_instance``:
-the same with each instance's mean over its seeds as one pair (the conservative interval, since seeds
-of one instance are not independent); ``meta``: the run settings and ``machine`` (CPU model, torch,
-date), since run figures reproduce on one machine but not across machines.
+``gv_ratio``, ``infer_diagonality``, ``stop_rate`` and ``aligned_fraction`` as ``{mean, std, ci95_low,
+ci95_high}`` (std with ddof = 1; the interval over instance means), ``steps_to_align_median`` (runs that
+never aligned count at the run length; ``steps_to_align_censored`` says when the median sits there),
+``diverged``, ``search_steps`` and ``search_cpu_s``; ``reference`` (the method every other one is
+paired against, usually the policy); ``paired_by_instance`` (the headline): for each baseline,
+``{metric: {delta_mean, ci95_low, ci95_high, p, holm_p}}`` of baseline − reference with each
+instance's mean over its seeds as one pair, ``holm_p`` Holm-corrected across the baselines;
+``paired``: the same over instance × seed runs (secondary: seeds of one instance are not
+independent); ``meta``: the run settings and ``machine`` (CPU model, torch, date), since run
+figures reproduce on one machine but not across machines.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from controller.statistics import censored_median, mean_std, paired_ci
+from controller.statistics import censored_median, holm, mean_std, paired_ci
 
 PAIRED_METRICS = ("cer", "mcd_dtw_sl", "gv_ratio", "infer_diagonality", "stop_rate", "aligned", "steps_to_align",
                   "score")
@@ -52,12 +54,12 @@ def _figures(record: dict, budget: int) -> dict[str, float]:
 
 def _method_summary(records: list[dict], spec: dict, budget: int) -> dict:
     figs = [_figures(r, budget) for r in records]
-    col = lambda key: [f[key] for f in figs]  # noqa: E731
+    voices = [r["instance"] for r in records]
+    col = lambda key: mean_std([f[key] for f in figs], voices)  # noqa: E731  (one interval observation per voice)
     median = censored_median([r["steps_to_align"] for r in records], budget)
-    return {"cer": mean_std(col("cer")), "mcd_dtw_sl": mean_std(col("mcd_dtw_sl")),
-            "gv_ratio": mean_std(col("gv_ratio")), "infer_diagonality": mean_std(col("infer_diagonality")),
-            "stop_rate": mean_std(col("stop_rate")), "aligned_fraction": mean_std(col("aligned")),
-            "stop_error_rel": mean_std(col("stop_error_rel")), "score": mean_std(col("score")),
+    return {"cer": col("cer"), "mcd_dtw_sl": col("mcd_dtw_sl"), "gv_ratio": col("gv_ratio"),
+            "infer_diagonality": col("infer_diagonality"), "stop_rate": col("stop_rate"),
+            "aligned_fraction": col("aligned"), "stop_error_rel": col("stop_error_rel"), "score": col("score"),
             "steps_to_align_median": median["median"], "steps_to_align_censored": median["censored"],
             "never_aligned": median["never_aligned"], "diverged": sum(r["diverged"] for r in records),
             "runs": len(records), "run_steps": max(r["run_steps"] for r in records),
@@ -96,8 +98,13 @@ def summarise(runs: dict[str, list[dict]], specs: dict[str, dict], reference: st
         mine = {key(r): _figures(r, budget) for r in records}
         shared = sorted(set(mine) & set(ref))
         result["paired"][method] = _paired({k: mine[k] for k in shared}, {k: ref[k] for k in shared})
-        # Seeds of one instance are not independent pairs: the conservative interval has one per instance.
+        # Seeds of one instance are not independent pairs: the headline interval has one pair per instance.
         result["paired_by_instance"][method] = _paired(_instance_means(mine, shared), _instance_means(ref, shared))
+    for table in (result["paired"], result["paired_by_instance"]):  # the baselines are tested together
+        for metric in PAIRED_METRICS:
+            adjusted = holm({method: paired[metric]["p"] for method, paired in table.items()})
+            for method, paired in table.items():
+                paired[metric]["holm_p"] = adjusted[method]
     result["runs"] = {m: [{k: v for k, v in r.items() if k not in ("curve", "knob_trajectory")} for r in rs]
                       for m, rs in runs.items()}
     return result
@@ -108,7 +115,12 @@ def _run_hours(result: dict) -> float:
 
 
 def _ms(stat: dict, digits: int = 3) -> str:
-    return "–" if stat["mean"] is None else f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+    """A mean with its 95 % interval (over voices) where there is one."""
+    if stat["mean"] is None:
+        return "–"
+    if stat["ci95_low"] is None:
+        return f"{stat['mean']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f} [{stat['ci95_low']:.{digits}f}, {stat['ci95_high']:.{digits}f}]"
 
 
 def _ci(d: dict, digits: int = 3) -> str:
@@ -119,11 +131,16 @@ def _ci(d: dict, digits: int = 3) -> str:
     return f"{d['delta_mean']:+.{digits}f} [{d['ci95_low']:+.{digits}f}, {d['ci95_high']:+.{digits}f}]"
 
 
-PAIRED_HEADER = "| baseline | CER | MCD (dB) | GV | diagonality | stop rate | aligned | steps to align | score |"
+PAIRED_HEADER = ("| baseline | CER | CER p (Holm) | MCD (dB) | GV | diagonality | stop rate | aligned | steps to align "
+                 "| score |\n|---|---|---|---|---|---|---|---|---|---|")
+
+
+def _p(d: dict) -> str:
+    return "–" if d["holm_p"] is None else f"{d['holm_p']:.3f}"
 
 
 def _paired_rows(paired: dict) -> list[str]:
-    return [f"| {m} | {_ci(d['cer'])} | {_ci(d['mcd_dtw_sl'], 2)} | {_ci(d['gv_ratio'], 2)} | "
+    return [f"| {m} | {_ci(d['cer'])} | {_p(d['cer'])} | {_ci(d['mcd_dtw_sl'], 2)} | {_ci(d['gv_ratio'], 2)} | "
             f"{_ci(d['infer_diagonality'])} | {_ci(d['stop_rate'], 2)} | "
             f"{_ci(d['aligned'], 2)} | {_ci(d['steps_to_align'], 0)} | {_ci(d['score'])} |" for m, d in paired.items()]
 
@@ -134,7 +151,8 @@ def markdown_report(result: dict, title: str) -> str:
              f"Test instances {', '.join(result['instances'])}; seeds {result['seeds']}; model {result['model']}; "
              f"{result['episode_steps']} optimiser steps per run from scratch, a decision every "
              f"{meta['steps_per_action']}; test split decoded free-running every {meta['eval_every']} steps; "
-             f"{_run_hours(result):.2f} h of run wall time (summed over runs; searches excluded). Mean ± std over runs. CER = the "
+             f"{_run_hours(result):.2f} h of run wall time (summed over runs; searches excluded). Mean over runs with a 95 % "
+             "interval that takes each instance's mean as one observation (none with one instance). CER = the "
              "recogniser's character error rate on the free-running test split (the headline; lower is better); "
              "MCD = MCD-DTW-SL in dB (lower is better); GV = global-variance ratio (1 is right, below is "
              "over-smoothed). Steps to align: median with never-aligned runs counted at "
@@ -151,13 +169,13 @@ def markdown_report(result: dict, title: str) -> str:
                      f"{r['search_steps']} | {r['search_cpu_s']:.0f} |")
     if result.get("paired"):
         ref = result["reference"]
-        lines += ["", f"Paired differences baseline − {ref} over the same instance × seed runs, mean [95 % CI]. "
-                  f"Positive CER / MCD / steps to align, or negative diagonality / aligned / score, favour {ref}.",
-                  "", PAIRED_HEADER, "|---|---|---|---|---|---|---|---|---|"]
-        lines += _paired_rows(result["paired"])
+        lines += ["", f"Paired differences baseline − {ref}, mean [95 % CI], with each instance's mean over seeds as "
+                  "one pair (seeds of one instance are not independent); p: paired t-test, Holm-corrected across the "
+                  f"baselines. Positive CER / MCD / steps to align, or negative diagonality / aligned / score, favour {ref}.",
+                  "", PAIRED_HEADER]
+        lines += _paired_rows(result["paired_by_instance"])
         if len(result["seeds"]) > 1:
-            lines += ["", "The same by instance: each instance's mean over seeds is one pair (seeds of one instance "
-                      "are not independent, so these intervals are the conservative ones).",
-                      "", PAIRED_HEADER, "|---|---|---|---|---|---|---|---|---|"]
-            lines += _paired_rows(result["paired_by_instance"])
+            lines += ["", "Secondary: the same over every instance × seed run as a pair (narrower, and too narrow: "
+                      "seeds of one instance share its voice).", "", PAIRED_HEADER]
+            lines += _paired_rows(result["paired"])
     return "\n".join(lines) + "\n"

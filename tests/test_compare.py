@@ -7,7 +7,7 @@ from controller.baselines import (OptunaConfig, constant_schedule, optuna_search
                                   study_name)
 from controller.compare import CompareConfig, compare
 from controller.report import markdown_report, summarise
-from controller.statistics import censored_median, paired_ci
+from controller.statistics import censored_median, holm, mean_std, paired_ci
 from env.training_env import EnvConfig
 from tacotron.knobs import Knobs
 from tacotron.schedules import hand, static
@@ -30,7 +30,7 @@ def test_quick_compare_writes_the_documented_json_markdown_and_plots(tiny_corpus
     assert saved["episode_steps"] == 6 and saved["seeds"] == [0, 1] and saved["model"] == "tiny"
     for method in methods:
         for key in ("cer", "mcd_dtw_sl", "gv_ratio", "infer_diagonality", "stop_rate", "aligned_fraction"):
-            assert set(saved[method][key]) == {"mean", "std"}
+            assert set(saved[method][key]) == {"mean", "std", "ci95_low", "ci95_high"}
         assert saved[method]["runs"] == 2 and saved[method]["cer"]["mean"] > 0
         assert saved[method]["mcd_dtw_sl"]["mean"] > 0
         assert {"steps_to_align_median", "diverged", "search_steps", "search_cpu_s"} <= set(saved[method])
@@ -143,8 +143,20 @@ def test_paired_ci_is_a_student_t_interval_of_differences():
     assert d["delta_mean"] == pytest.approx(2.5)
     assert d["ci95_low"] == pytest.approx(2.5 - 3.182446 * 0.408248 / 2, rel=1e-4)
     assert d["ci95_low"] > 0 and d["ci95_high"] == pytest.approx(5.0 - d["ci95_low"])
+    assert d["p"] == pytest.approx(0.0011722, rel=1e-4)  # scipy.stats.ttest_rel on the same pairs
     with pytest.raises(ValueError, match="paired samples differ"):
         paired_ci([1.0], [1.0, 2.0])
+
+
+def test_holm_adjusts_the_baselines_together_and_means_carry_intervals_over_voices():
+    # sorted 0.01, 0.03, 0.04 of 3 tests: × 3, × 2, × 1, kept monotone
+    assert holm({"a": 0.01, "b": 0.04, "c": 0.03, "none": None}) == {"a": 0.03, "b": 0.06, "c": 0.06, "none": None}
+    assert holm({"a": 0.6, "b": 0.9}) == {"a": 1.0, "b": 1.0}
+    stat = mean_std([1.0, 2.0, 3.0, 4.0])
+    assert stat["std"] == pytest.approx(1.290994)  # ddof = 1
+    by_voice = mean_std([1.0, 2.0, 3.0, 4.0], ["a", "a", "b", "b"])  # voice means 1.5 and 3.5: n = 2
+    assert by_voice["mean"] == 2.5 and by_voice["ci95_low"] == pytest.approx(2.5 - 12.706205 * 1.414214 / 1.414214)
+    assert mean_std([1.0])["ci95_low"] is None and mean_std([1.0])["std"] is None
 
 
 def test_instance_level_pairs_average_each_instances_seeds():
@@ -159,9 +171,12 @@ def test_instance_level_pairs_average_each_instances_seeds():
     spec = {"search_steps": 0, "search_cpu_s": 0.0}
     result = summarise({"static": baseline, "policy": policy}, {"static": spec, "policy": spec}, "policy",
                        {"episode_steps": 1500, "model": "tiny", "instances": ["a", "b", "c"], "seeds": [0, 1]})
-    assert result["paired"]["static"]["cer"] == paired_ci([1.1, 1.3, 1.2, 1.2, 1.0, 1.4], [1.0] * 6)
+    per_run = paired_ci([1.1, 1.3, 1.2, 1.2, 1.0, 1.4], [1.0] * 6)
+    assert result["paired"]["static"]["cer"] == per_run | {"holm_p": per_run["p"]}
     # one pair per voice: the mean over its two seeds (0.2 each), so the differences do not vary at all
     by_voice = result["paired_by_instance"]["static"]["cer"]
     assert by_voice["delta_mean"] == pytest.approx(0.2) and by_voice["ci95_low"] == pytest.approx(0.2)
-    assert "The same by instance" in markdown_report(result | {"meta": {"quick": False, "steps_per_action": 20,
-                                                                         "eval_every": 100}}, "t")
+    assert by_voice["p"] < 1e-12 and by_voice["holm_p"] == by_voice["p"]  # one baseline: Holm changes nothing
+    report = markdown_report(result | {"meta": {"quick": False, "steps_per_action": 20, "eval_every": 100}}, "t")
+    # the headline table pairs voices and comes first; the instance × seed table is secondary
+    assert report.index("each instance's mean over seeds as one pair") < report.index("Secondary")

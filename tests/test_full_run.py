@@ -36,6 +36,7 @@ def test_full_run_quick_writes_every_method_with_costs_and_paired_cis(tiny_env, 
     assert result["pbt"]["run_steps"] == POPULATION * result["static"]["run_steps"]
     assert result["policy_stretched"]["search_steps"] == result["policy"]["search_steps"]  # the same policy
     for baseline in ("static", "tuned_static", "hand", "optuna_tpe", "replay", "policy_stretched", "pbt"):
-        assert set(result["paired"][baseline]["cer"]) == {"delta_mean", "ci95_low", "ci95_high"}
+        assert set(result["paired_by_instance"][baseline]["cer"]) == {"delta_mean", "ci95_low", "ci95_high", "p",
+                                                                      "holm_p"}
     assert (tmp_path / "full_run.png").read_bytes()[:4] == b"\x89PNG"
     assert "| pbt |" in (tmp_path / "full_run.md").read_text()
