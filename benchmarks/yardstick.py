@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--curve-voice", default="en-gb-x-rp@175:1")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    instances = load_instance_set("heldout") + load_instance_set("test")
+    instances = load_instance_set("heldout") + load_instance_set("dev2")
     rows = degradation_rows(instances)
     cer_16_s = scoring_seconds(instances[0])
     curve = learning_curve(args.curve_voice, args.curve_steps)

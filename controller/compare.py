@@ -1,4 +1,4 @@
-"""The equal-compute comparison: every method schedules the same runs on the test instances.
+"""The equal-compute comparison: every method schedules the same runs on the evaluated instances.
 
 Each method first obtains its schedule (``controller.methods``; search costs counted), then every
 method trains the same runs from scratch: same model, data, seeds, initialisations, data order,
@@ -40,8 +40,10 @@ class CompareConfig:
                                                          "policy"])
     reference: str = "policy"  # every other method is paired against this one, when it takes part
     policy: str = "runs/controller/policy"
-    data: list[str] = field(default_factory=list)  # instances or LJSpeech folders; default: the test set
-    test_set: str = "test"
+    data: list[str] = field(default_factory=list)  # instances or LJSpeech folders; default: eval_set
+    # The instance set whose test splits are scored. The sealed set `test` is scored once, at the end,
+    # with the design frozen (benchmarks/README.md); design work uses the dev sets.
+    eval_set: str = "dev2"
     dev_set: str = "heldout"  # where the replay method records the policy's trajectory
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     # Methods that train a population per run (PBT) run on the first N seeds and instances only (0 = all).
@@ -129,7 +131,7 @@ def compare(cfg: CompareConfig, progress: bool = True) -> dict:
     cfg = _quick(cfg) if cfg.quick else cfg
     out = Path(cfg.out_dir)
     runs_dir = out / f"{cfg.name}_runs"
-    instances = list(cfg.data) or load_instance_set(cfg.test_set)
+    instances = list(cfg.data) or load_instance_set(cfg.eval_set)
     instances = instances[:1] if cfg.quick else instances
     run_env, search_env = _env_configs(cfg)
     started = time.time()

@@ -1,4 +1,4 @@
-"""The CER recogniser: its training data, decoding, caching and its floor on every test corpus."""
+"""The CER recogniser: its training data, decoding, caching and its floor on every dev corpus."""
 import shutil
 
 import numpy as np
@@ -17,7 +17,7 @@ from tacotron.run import load_data
 
 def test_recogniser_trains_on_the_training_voices_and_no_dev_or_test_voice():
     assert set(load_instance_set("train")) <= set(ASR_INSTANCES)
-    held_out = [parse_instance(i) for i in load_instance_set("heldout") + load_instance_set("test")]
+    held_out = [parse_instance(i) for name in ("heldout", "dev2", "test") for i in load_instance_set(name)]
     for name in ASR_INSTANCES:
         spec = parse_instance(name)
         base = spec.voice.split("+")[0]
@@ -61,14 +61,15 @@ def test_a_users_dataset_gets_its_own_cached_recogniser(tiny_corpus_dir, tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("instance", load_instance_set("test") + load_instance_set("heldout"))
+@pytest.mark.parametrize("instance", load_instance_set("dev2") + load_instance_set("heldout"))
 def test_recogniser_floor_on_ground_truth_is_at_most_ten_percent(instance):
-    """≤ 10 % CER on every test corpus; the dev voices' Caribbean accent (en-029), unlike any voice the
-    recogniser trained on, gets 15 % of slack (it measured 11.1 %)."""
+    """≤ 10 % CER on every dev2 corpus; the dev voices' Caribbean accent (en-029), unlike any voice the
+    recogniser trained on, gets 15 % of slack (it measured 11.1 %). The sealed test set's floor is
+    measured when it is scored, at the end (benchmarks/README.md)."""
     corpus = load_data(instance, ProxyOptions(), AudioConfig(), DataConfig(), progress=False)
     recogniser = corpus_recogniser(corpus, progress=False)
     assert recogniser is recogniser_for(None, AudioConfig(), DataConfig())  # every proxy corpus shares one
     cer = recogniser.cer([u.mel.numpy() for u in corpus.test], [u.text for u in corpus.test])
-    assert cer <= (0.10 if instance in load_instance_set("test") else 0.15), f"{instance}: CER {cer:.3f}"
+    assert cer <= (0.10 if instance in load_instance_set("dev2") else 0.15), f"{instance}: CER {cer:.3f}"
     silence = [np.full_like(u.mel.numpy(), np.log(1e-5)) for u in corpus.test]
     assert recogniser.cer(silence, [u.text for u in corpus.test]) >= 0.95

@@ -18,7 +18,7 @@ def _corpus(instance: str):
     return load_data(instance, ProxyOptions(), AudioConfig(), DataConfig(), progress=False)
 
 
-@pytest.fixture(scope="module", params=["en-gb-scotland@185:2", "en-us-nyc@195:2"])
+@pytest.fixture(scope="module", params=["en-gb-scotland@185:2", "en-us-nyc@195:2"])  # dev2 voices
 def figures(request):
     corpus = _corpus(request.param)
     return score_degradations(corpus.test, corpus_recogniser(corpus, progress=False))
