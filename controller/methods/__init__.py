@@ -8,7 +8,7 @@
 | policy | the PPO policy, deployed as ``controller deploy`` does (K fixed in steps) | bank + PPO |
 | policy_stretched | the same policy with K stretched to the run (``cadence=stretched``) | bank + PPO |
 | replay | the policy's mean knob trajectory on the dev set, replayed open-loop | policy + recording |
-| pbt | Ray Tune PBT: a population per run | (population − 1) × run length per run |
+| pbt | Ray Tune PBT from perturbed defaults, exploiting every 100 steps | (population − 1) runs in every run |
 
 Adding a method is one file with a ``Method`` subclass (``controller.methods.base``) and one line in
 ``METHODS``; the contract test (tests/test_methods.py) then runs it like every other.

@@ -85,6 +85,7 @@ class RunRecord:
     rollbacks: int
     wall_s: float
     run_steps: int  # optimiser steps of every model it trained (a population counts each member)
+    search_cpu_s: float = 0.0  # CPU-seconds spent in the run beyond the model it delivers (PBT: the other members)
 
     @classmethod
     def from_checks(cls, cell: Cell, checks: list[dict], knob_trajectory: list[dict], **figures) -> "RunRecord":

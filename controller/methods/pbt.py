@@ -1,13 +1,16 @@
 """Population-based training (Ray Tune ``PopulationBasedTraining``) as a comparison method.
 
-A population of ``POPULATION`` members trains the same run (same model initialisation, data order and
-validation, through the same ``TrainingEnv``), each with its own constant knobs per interval. Every
-``steps_per_action`` optimiser steps a member reports its val composite score with a checkpoint of
-its trainer; PBT lets the bottom quarter copy a top-quarter member's checkpoint (exploit) and perturb
-its knobs (explore) within the run's knob space (frozen knobs stay at their reference). The member
-with the best final val score is the result, and its lineage's test checks (carried in the
-checkpoints) give its curve. Its compute is POPULATION runs, reported as ``run_steps``. Ray runs on
-the local machine (``ray.init(num_cpus=2)``) unless ``RAY_ADDRESS`` is set.
+Run as Ray Tune's users run it: a population of ``POPULATION`` members trains the same run (same
+model initialisation, data order and validation, through the same ``TrainingEnv``), one member with
+the static defaults and the others with perturbed defaults (lr log-uniform in ×[1/2, 2], other knobs
+×U(0.5, 1.5), r ±1; ``BasicVariantGenerator(points_to_evaluate=...)``). Members report their composite score on the
+whole val split with a checkpoint of their trainer every ``steps_per_action`` steps; every
+``interval_steps`` (at least ``MIN_INTERVAL`` = 100 steps, or half a shorter run) PBT's quantile
+truncation lets the bottom quarter copy a top-quarter member's checkpoint (exploit) and perturb its
+knobs (explore) within the run's knob space (frozen knobs stay at their reference). The member with
+the best final val score is the result; its lineage's test checks (carried in the checkpoints) give
+its curve. Its search cost is the rest of the population: (POPULATION − 1) runs in every run. Ray
+runs on the local machine (``ray.init(num_cpus=2)``) unless ``RAY_ADDRESS`` is set.
 """
 from __future__ import annotations
 
@@ -29,6 +32,26 @@ from tacotron.knobs import KNOB_DEFS, Knobs
 
 POPULATION = 4
 CPUS = 2
+MIN_INTERVAL = 100  # optimiser steps between exploits: short intervals exploit noise in a small val split
+
+
+def interval_steps(env_cfg: EnvConfig) -> int:
+    """Steps between exploits: at least MIN_INTERVAL, or half the run when it is shorter, in whole
+    decision intervals (members report once per decision)."""
+    k = env_cfg.steps_per_action
+    return max(k, min(MIN_INTERVAL, env_cfg.episode_steps // 2) // k * k)
+
+
+def _perturbed_defaults(env_cfg: EnvConfig) -> dict:
+    """Where the other members start: the reference values of the active knobs, perturbed (the member
+    clips them to the knob space)."""
+    from ray import tune
+    ref, space = Knobs(), {}
+    for name in env_cfg.actions.active:
+        d, value = KNOB_DEFS[name], getattr(ref, name)
+        space[name] = (tune.choice([value - 1, value, value + 1]) if d.integer
+                       else tune.loguniform(value / 2, value * 2) if d.log else tune.uniform(value / 2, value * 1.5))
+    return space
 
 
 def _space(env_cfg: EnvConfig) -> dict:
@@ -91,16 +114,19 @@ def run_pbt(cell: Cell) -> RunRecord:
     np.random.seed(cell.seed)
     started = time.perf_counter()
     init_ray(CPUS)
-    space = _space(cell.env)
-    interval = cell.env.steps_per_action
-    scheduler = PopulationBasedTraining(time_attr="step", perturbation_interval=interval, hyperparam_mutations=space)
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+    scheduler = PopulationBasedTraining(time_attr="step", perturbation_interval=interval_steps(cell.env),
+                                        quantile_fraction=0.25, hyperparam_mutations=_space(cell.env))
+    defaults = {name: getattr(Knobs(), name) for name in cell.env.actions.active}
     fixed = {"env": dataclasses.asdict(dataclasses.replace(cell.env, threads=1, log_dir=None)),
              "instance": cell.instance, "seed": cell.seed, "eval_every": cell.eval_every}
     with tempfile.TemporaryDirectory() as storage:
         member = tune.with_resources(tune.with_parameters(_member, fixed=fixed), {"cpu": 1})
-        tuner = tune.Tuner(member, param_space=space,
+        tuner = tune.Tuner(member, param_space=_perturbed_defaults(cell.env),
                            tune_config=tune.TuneConfig(scheduler=scheduler, num_samples=POPULATION, metric="score",
-                                                       mode="max", reuse_actors=False),
+                                                       mode="max", reuse_actors=False,
+                                                       search_alg=BasicVariantGenerator(points_to_evaluate=[defaults],
+                                                                                        random_state=cell.seed)),
                            # Every checkpoint is kept: Ray's num_to_keep deletes ones that PBT's exploit still
                            # points to (ray-project/ray#9036); tiny trainers fit the temporary folder.
                            run_config=tune.RunConfig(storage_path=storage, name="pbt", verbose=0))
@@ -111,18 +137,24 @@ def run_pbt(cell: Cell) -> RunRecord:
         best = results.get_best_result(metric="score", mode="max", scope="last")
         with best.checkpoint.as_directory() as folder:
             history = json.loads((Path(folder) / "history.json").read_text())
+    wall_s = time.perf_counter() - started
     return RunRecord.from_checks(cell, history["checks"], history["knobs"], diverged=bool(best.metrics["diverged"]),
-                                 rollbacks=int(best.metrics["rollbacks"]), wall_s=time.perf_counter() - started,
-                                 run_steps=POPULATION * cell.env.episode_steps)
+                                 rollbacks=int(best.metrics["rollbacks"]), wall_s=wall_s,
+                                 run_steps=POPULATION * cell.env.episode_steps,
+                                 search_cpu_s=wall_s * CPUS * (POPULATION - 1) / POPULATION)
 
 
 class PBTMethod(Method):
-    """Ray Tune PBT: nothing to obtain beforehand; its population is paid in every run."""
+    """Ray Tune PBT: nothing to obtain beforehand; the rest of its population is paid in every run."""
 
     population = POPULATION
 
+    def search_key(self, ctx: PrepareContext) -> dict:
+        return {"episode_steps": ctx.run_env.episode_steps}
+
     def prepare(self, ctx: PrepareContext) -> Spec:
-        return Spec(self.name)
+        # Per run: the members it trains besides the one it delivers (their CPU-seconds are in each record).
+        return Spec(self.name, search_steps=(POPULATION - 1) * ctx.run_env.episode_steps)
 
     def run(self, spec: Spec, cell: Cell) -> RunRecord:
         return run_pbt(cell)
