@@ -1,12 +1,18 @@
-"""Optuna baselines: search a knob schedule on the training instances within an optimiser-step budget.
+"""Optuna baselines: search a knob schedule on the training instances within a budget.
 
 Two search spaces: ``schedule`` (a parametric schedule over the run) and ``constant`` (tuned static:
-the best constant knobs). A trial runs its schedule once on **every** training instance through the
-same ``TrainingEnv`` the policy sees and scores the mean final composite score; after each instance it
-reports the running mean, so a pruner compares trials on the same instances. Every trial records the
-optimiser steps it really ran (``user_attrs["steps"]``; a pruned trial counts what it ran), and the
-search stops before a trial would take it past ``budget_steps``. Studies run in ``workers`` processes
-on one shared storage, and their names carry a hash of everything that defines the search.
+the best constant knobs), both derived from the run's knob space. A new study first runs static and
+the hand recipe as near as its space gets (``baseline_params``), so the search starts from what
+practitioners trust and never ends below static on its own score. Multi-fidelity (the default, as
+practitioners run Optuna): a trial reports its val composite score at every decision of a proxy run
+on the first training voice, Hyperband prunes the weak ones there, and survivors run every other
+training voice in full, reporting the mean final score after each; the search stops before a trial
+would take it past ``budget_cpu_s`` CPU-seconds (validation included; a trial's expected cost is the
+mean of those so far, pruned ones included). Single fidelity (before issue #28): every trial runs
+every training voice and reports once per voice, within ``budget_steps`` optimiser steps. Every trial
+records the optimiser steps and CPU-seconds it really spent (``user_attrs["steps"]``, ``["cpu_s"]``).
+Studies run in ``workers`` processes on one shared storage, and their names carry a content key of
+everything that defines the search.
 
 A killed worker loses no trial. On an RDB storage (PostgreSQL, MySQL, SQLite) every running trial
 beats every ``HEARTBEAT_S`` seconds; one silent for ``GRACE_S`` is failed by the next worker to start
@@ -16,9 +22,6 @@ trials it finds still running when it starts were left by a killed search and ar
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import logging
 import math
 import multiprocessing as mp
@@ -34,8 +37,9 @@ from optuna.trial import TrialState
 
 from controller.episodes import run_episode, schedule_decider
 from env.training_env import EnvConfig, TrainingEnv
-from tacotron.knobs import KNOB_DEFS, Knobs, KnobSpace
-from tacotron.schedules import Schedule
+from tacotron.keys import content_key
+from tacotron.knobs import KNOB_DEFS, KNOB_NAMES, Knobs, KnobSpace
+from tacotron.schedules import HAND_GA_END, HAND_GA_START, HAND_LR_FINAL, HAND_LR_PEAK, Schedule
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S, GRACE_S = 5, 20
@@ -58,18 +62,25 @@ def make_sampler(name: str, seed: int, n_startup_trials: int) -> optuna.samplers
 
 @dataclass
 class OptunaConfig:
-    budget_steps: int = 0  # optimiser steps for the whole search; 0 = the policy's search cost in a comparison
+    # multi: a trial reports its val score at every decision of a proxy run on the first training voice, and
+    # the pruner's survivors go on to full runs on every other training voice; single: every trial runs
+    # every voice and reports once per voice (the search before issue #28, kept as the *_1f methods).
+    fidelity: str = "multi"
+    budget_cpu_s: float = 0.0  # CPU-seconds for the whole search; 0 = the policy's (multi-fidelity methods)
+    budget_steps: int = 0  # optimiser steps for the whole search; 0 = the policy's (single-fidelity methods)
     n_trials: int = 0  # finished trials to stop at; 0 = no cap (the budget decides)
     n_startup_trials: int = 4  # random trials before the sampler models the space (TPE's default is 10)
-    pruner: str = "median"  # median | hyperband | none
+    pruner: str = "hyperband"  # hyperband | median | none
     storage: str | None = None  # any RDB URL, or journal:<path>; default a journal file in the output folder
     workers: int = 2  # processes sharing the study (one torch thread each)
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.fidelity not in ("multi", "single"):
+            raise ValueError(f"optuna.fidelity={self.fidelity!r} must be multi or single")
         if self.pruner not in ("median", "hyperband", "none"):
             raise ValueError(f"optuna.pruner={self.pruner!r} must be median, hyperband or none")
-        for key in ("budget_steps", "n_trials", "n_startup_trials"):
+        for key in ("budget_cpu_s", "budget_steps", "n_trials", "n_startup_trials"):
             if getattr(self, key) < 0:
                 raise ValueError(f"optuna.{key}={getattr(self, key)} must be >= 0")
         if self.workers < 1:
@@ -169,10 +180,9 @@ def study_name(prefix: str, sampler: str, space: str, cfg: OptunaConfig, env_cfg
                instances: list[str]) -> str:
     """``prefix-sampler-space-<hash>``: the hash covers the env, instances, sampler settings and seed
     (not the budget or trial cap, so a larger budget continues the same study)."""
-    key = {"env": dataclasses.asdict(env_cfg), "instances": instances, "sampler": sampler, "space": space,
+    key = {"env": env_cfg, "instances": instances, "sampler": sampler, "space": space, "fidelity": cfg.fidelity,
            "n_startup_trials": cfg.n_startup_trials, "pruner": cfg.pruner, "seed": cfg.seed}
-    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return f"{prefix}-{sampler}-{space}-{digest}"
+    return f"{prefix}-{sampler}-{space}-{content_key(key)}"
 
 
 def spent_steps(study: optuna.Study) -> int:
@@ -180,40 +190,87 @@ def spent_steps(study: optuna.Study) -> int:
 
 
 def _out_of_budget(study: optuna.Study, cfg: OptunaConfig, trial_steps: int) -> bool:
-    """True when one more full trial, on top of the finished and running ones, would pass the budget,
-    or when the trial cap is reached."""
+    """True when the trial cap is reached, or when one more trial, on top of the finished and running
+    ones, would pass the budget: a full trial's steps, or the mean CPU-seconds a trial has cost so far
+    (pruned ones included)."""
     trials = study.get_trials(deepcopy=False)
-    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)  # a failed one is retried
+    done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]  # a failed one is retried
     running = sum(t.state == TrialState.RUNNING for t in trials)
-    if cfg.n_trials and finished + running >= cfg.n_trials:
+    if cfg.n_trials and len(done) + running >= cfg.n_trials:
         return True
+    if cfg.budget_cpu_s:
+        spent = [t.user_attrs.get("cpu_s", 0.0) for t in done]
+        return sum(spent) + (running + 1) * (float(np.mean(spent)) if spent else 0.0) > cfg.budget_cpu_s
     return bool(cfg.budget_steps) and spent_steps(study) + (running + 1) * trial_steps > cfg.budget_steps
 
 
-def _pruner(name: str, n_startup_trials: int) -> optuna.pruners.BasePruner:
-    return {"median": optuna.pruners.MedianPruner(n_startup_trials=n_startup_trials, n_warmup_steps=0),
-            "hyperband": optuna.pruners.HyperbandPruner(), "none": optuna.pruners.NopPruner()}[name]
+def _pruner(cfg: OptunaConfig, env_cfg: EnvConfig, n_instances: int) -> optuna.pruners.BasePruner:
+    """Multi-fidelity trials report at optimiser steps (every decision of the first voice's run, then
+    after each further voice); single-fidelity ones once per voice."""
+    if cfg.pruner == "hyperband":
+        if cfg.fidelity == "multi":
+            return optuna.pruners.HyperbandPruner(min_resource=env_cfg.steps_per_action,
+                                                  max_resource=env_cfg.episode_steps * n_instances, reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=n_instances, reduction_factor=3)
+    if cfg.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=cfg.n_startup_trials, n_warmup_steps=0)
+    return optuna.pruners.NopPruner()
 
 
-def _objective(env: TrainingEnv, instances: list[str], space: str, multi: bool, seed: int):
+def baseline_params(space: str, knobs: KnobSpace) -> list[dict]:
+    """Static and hand in a search space, enqueued as a search's first trials so that it starts from the
+    schedules practitioners trust: exactly static, and hand as near as the space gets (the constant
+    space: hand's knobs before alignment; the parametric one: its decays by fraction of the run)."""
+    ref, active = Knobs(), set(knobs.active)
+    if space == "constant":
+        hand_like = {"lr": HAND_LR_PEAK, "ga_weight": HAND_GA_START, "dropout": ref.dropout, "r": 5,
+                     "tf_ratio": ref.tf_ratio}
+        return [{k: v for k, v in knobs.clip(p).as_dict().items() if k in active} for p in (ref.as_dict(), hand_like)]
+    per_knob = {  # knob -> (its parameters under static, under hand)
+        "lr": ({"lr_peak": ref.lr, "lr_final_ratio": 1.0}, {"lr_peak": HAND_LR_PEAK,
+                                                            "lr_final_ratio": HAND_LR_FINAL / HAND_LR_PEAK}),
+        "ga_weight": ({"ga_start": ref.ga_weight, "ga_end": ref.ga_weight, "ga_decay_frac": 1.0},
+                      {"ga_start": HAND_GA_START, "ga_end": HAND_GA_END, "ga_decay_frac": 0.5}),
+        "dropout": ({"dropout": ref.dropout}, {"dropout": ref.dropout}),
+        "r": ({"r_start": ref.r, "r_end": ref.r, "r_switch_frac": 1.0}, {"r_start": 5, "r_end": 2, "r_switch_frac": 0.5}),
+        "tf_ratio": ({"tf_end": ref.tf_ratio, "tf_ramp_start": 0.0}, {"tf_end": 0.5, "tf_ramp_start": 0.3}),
+    }
+    return [{k: v for name in KNOB_NAMES if name in active for k, v in per_knob[name][which].items()}
+            for which in (0, 1)]
+
+
+def _objective(env: TrainingEnv, instances: list[str], space: str, pareto: bool, fidelity: str, seed: int):
     def objective(trial: optuna.Trial) -> float | tuple[float, float]:
         schedule = schedule_from_params(space, SPACE_FNS[space][0](trial, env.cfg.actions))
         scores, cers, aligned_steps, steps = [], [], [], 0
-        trial.set_user_attr("threads", max(env.cfg.threads, 1))
+        threads, started = max(env.cfg.threads, 1), time.perf_counter()
+        trial.set_user_attr("threads", threads)
         trial.set_user_attr("worker_pid", os.getpid())  # which worker ran it (a killed one's trial is retried)
+
+        def report(value: float, at: int, steps_so_far: int) -> None:
+            trial.set_user_attr("steps", steps_so_far)
+            trial.set_user_attr("cpu_s", (time.perf_counter() - started) * threads)
+            if not pareto:  # Optuna cannot prune a multi-objective study
+                trial.report(value, at)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+
+        def each_decision(n: int, info: dict, curve: list[dict]) -> None:  # the cheap fidelity: one voice's run
+            report(info["score"], env.trainer.step_count, env.trainer.step_count)
         for i, instance in enumerate(instances):
-            info, _ = run_episode(env, schedule_decider(schedule), instance, seed + trial.number)
+            watch = each_decision if fidelity == "multi" and i == 0 else None
+            info, _ = run_episode(env, schedule_decider(schedule), instance, seed + trial.number, on_decision=watch)
             steps += env.trainer.step_count
-            trial.set_user_attr("steps", steps)
             scores.append(info["final_score"] if math.isfinite(info["final_score"]) else 0.0)
             cers.append(info["val"]["infer_cer"])
             # A run that never aligns counts as twice the episode length.
             aligned_steps.append(info["steps_to_align"] or 2 * env.cfg.episode_steps)
-            if not multi:
-                trial.report(float(np.mean(scores)), i)
-                if trial.should_prune():
-                    raise optuna.TrialPruned()
-        return (float(np.mean(cers)), float(np.mean(aligned_steps))) if multi else float(np.mean(scores))
+            if fidelity == "single":
+                report(float(np.mean(scores)), i, steps)
+            elif i > 0:  # promoted: the mean final score over the voices so far, at the steps spent
+                report(float(np.mean(scores)), steps, steps)
+        trial.set_user_attr("cpu_s", (time.perf_counter() - started) * threads)
+        return (float(np.mean(cers)), float(np.mean(aligned_steps))) if pareto else float(np.mean(scores))
     return objective
 
 
@@ -223,13 +280,13 @@ def _run_worker(sampler: str, space: str, cfg: OptunaConfig, env_cfg: EnvConfig,
     storage = open_storage(storage_url)
     study = optuna.load_study(study_name=name, storage=storage,
                               sampler=make_sampler(sampler, cfg.seed + 1000 * worker, cfg.n_startup_trials),
-                              pruner=None if multi else _pruner(cfg.pruner, cfg.n_startup_trials))
+                              pruner=None if multi else _pruner(cfg, env_cfg, len(instances)))
     trial_steps = env_cfg.episode_steps * len(instances)
     if _out_of_budget(study, cfg, trial_steps):
         return
     env = TrainingEnv(replace(env_cfg, instances=instances))
     stop = lambda st, _: st.stop() if _out_of_budget(st, cfg, trial_steps) else None  # noqa: E731
-    objective = _objective(env, instances, space, multi, cfg.seed)
+    objective = _objective(env, instances, space, multi, cfg.fidelity, cfg.seed)
     study.optimize(objective, callbacks=[stop], catch=())
     # A trial still running may be a killed worker's, which the cap counts: stay until it ends or its
     # heartbeat goes stale (it is then failed and queued again) and run what was queued, so it is not lost.
@@ -249,8 +306,8 @@ def optuna_search(sampler: str, cfg: OptunaConfig, env_cfg: EnvConfig, instances
         raise ValueError(f"sampler={sampler!r} is unknown; choose one of {list(SAMPLERS)}")
     if space not in SPACES:
         raise ValueError(f"space={space!r} is unknown; choose one of {list(SPACES)}")
-    if not cfg.budget_steps and not cfg.n_trials:
-        raise ValueError("an Optuna search needs optuna.budget_steps or optuna.n_trials > 0")
+    if not cfg.budget_cpu_s and not cfg.budget_steps and not cfg.n_trials:
+        raise ValueError("an Optuna search needs optuna.budget_cpu_s, optuna.budget_steps or optuna.n_trials > 0")
     url = cfg.storage or default_storage
     name = study_name(prefix, sampler, space, cfg, env_cfg, instances)
     multi = sampler == "nsga2"
@@ -259,6 +316,9 @@ def optuna_search(sampler: str, cfg: OptunaConfig, env_cfg: EnvConfig, instances
                                 directions=["minimize", "minimize"] if multi else ["maximize"])
     if isinstance(storage, optuna.storages.JournalStorage):
         _retry_orphans(study, storage)
+    if not study.trials:  # a new study starts from the schedules practitioners trust
+        for params in baseline_params(space, env_cfg.actions):
+            study.enqueue_trial(params)
     args = (sampler, space, cfg, replace(env_cfg, threads=1 if cfg.workers > 1 else env_cfg.threads), instances,
             name, url)
     if cfg.workers == 1:

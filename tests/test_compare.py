@@ -3,8 +3,8 @@ import json
 import optuna
 import pytest
 
-from controller.baselines import (OptunaConfig, constant_schedule, optuna_search, parametric_schedule, search_cost,
-                                  study_name)
+from controller.baselines import (OptunaConfig, baseline_params, constant_schedule, optuna_search, parametric_schedule,
+                                  schedule_from_params, search_cost, study_name)
 from controller.compare import CompareConfig, compare
 from controller.report import markdown_report, summarise
 from controller.statistics import censored_median, holm, mean_std, paired_ci
@@ -56,20 +56,43 @@ def test_quick_compare_writes_the_documented_json_markdown_and_plots(tiny_corpus
 
 
 def test_optuna_spends_at_most_its_step_budget_across_two_workers(env_cfg, tmp_path):
-    cfg = OptunaConfig(budget_steps=20, pruner="none", workers=2, storage=f"journal:{tmp_path / 'j.log'}")
+    cfg = OptunaConfig(fidelity="single", budget_steps=20, pruner="none", workers=2,
+                       storage=f"journal:{tmp_path / 'j.log'}")
     study = optuna_search("tpe", cfg, env_cfg, env_cfg.instances, "b", default_storage="unused")
     steps, cpu, curve = search_cost(study)
     assert steps <= 20 and steps == 4 * len(study.trials) and len(study.trials) >= 4
     assert cpu > 0 and curve[-1]["steps"] == steps
 
 
-def test_trials_are_scored_on_every_training_instance(env_cfg, tmp_path, tiny_corpus_dir):
+def test_single_fidelity_trials_are_scored_on_every_training_instance(env_cfg, tmp_path, tiny_corpus_dir):
     instances = [str(tiny_corpus_dir), str(tiny_corpus_dir)]
-    cfg = OptunaConfig(n_trials=2, pruner="median", workers=1, storage=f"sqlite:///{tmp_path / 's.db'}")
+    cfg = OptunaConfig(fidelity="single", n_trials=2, pruner="median", workers=1,
+                       storage=f"sqlite:///{tmp_path / 's.db'}")
     study = optuna_search("tpe", cfg, env_cfg, instances, "m", default_storage="unused", space="constant")
     for trial in study.trials:
         assert trial.user_attrs["steps"] == 8 and sorted(trial.intermediate_values) == [0, 1]
     assert set(study.best_params) == {"lr", "ga_weight", "dropout", "r", "tf_ratio"}
+
+
+@pytest.mark.parametrize("space", ["constant", "schedule"])
+def test_multi_fidelity_search_starts_from_static_and_hand_and_keeps_to_its_cpu_budget(env_cfg, tmp_path,
+                                                                                        tiny_corpus_dir, space):
+    instances = [str(tiny_corpus_dir), str(tiny_corpus_dir)]
+    first = optuna_search("tpe", OptunaConfig(n_trials=1, workers=1, storage=f"sqlite:///{tmp_path / 'one.db'}"),
+                          env_cfg, instances, "one", default_storage="unused", space=space)
+    one_trial_cpu = first.trials[0].user_attrs["cpu_s"]
+    budget = 5 * one_trial_cpu
+    cfg = OptunaConfig(budget_cpu_s=budget, workers=1, storage=f"sqlite:///{tmp_path / 'mf.db'}")
+    study = optuna_search("tpe", cfg, env_cfg, instances, "mf", default_storage="unused", space=space)
+    static, hand = baseline_params(space, env_cfg.actions)
+    assert study.trials[0].params == pytest.approx(static) and study.trials[1].params == pytest.approx(hand)
+    assert schedule_from_params(space, static)(0, 4) == Knobs()  # exactly static
+    # the cheap fidelity reports at every decision of the first voice's run, a promoted trial after the second voice
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(complete[0].intermediate_values) == [2, 4, 8] and complete[0].user_attrs["steps"] == 8
+    assert study.best_value >= study.trials[0].value  # never below static on its own training score
+    spent = sum(t.user_attrs["cpu_s"] for t in study.trials)
+    assert 3 <= len(study.trials) and spent <= budget + max(t.user_attrs["cpu_s"] for t in study.trials)
 
 
 def test_study_resumes_and_its_name_changes_with_the_search(env_cfg, tmp_path):

@@ -3,8 +3,10 @@
 | method | schedule | search cost |
 |---|---|---|
 | static, hand | ``tacotron.schedules`` | 0 |
-| tuned_static | Optuna TPE over constant knobs | its trials |
-| optuna_tpe/cmaes/gp/nsga2 | Optuna over ``parametric_schedule`` | its trials |
+| tuned_static | Optuna TPE over constant knobs, multi-fidelity (Hyperband), static and hand enqueued | its trials |
+| optuna_tpe/cmaes/gp | Optuna over ``parametric_schedule``, the same way | its trials |
+| optuna_nsga2 | NSGA-II over ``parametric_schedule``: CER against steps to align (single fidelity) | its trials |
+| tuned_static_1f, optuna_tpe_1f | the single-fidelity searches of before issue #28 | its trials |
 | policy | the PPO policy, deployed as ``controller deploy`` does (K fixed in steps) | bank + PPO |
 | policy_stretched | the same policy with K stretched to the run (``cadence=stretched``) | bank + PPO |
 | replay | the policy's mean knob trajectory on the dev set, replayed open-loop | policy + recording |
@@ -28,7 +30,9 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     OptunaMethod("optuna_tpe", sampler="tpe", space="schedule"),
     OptunaMethod("optuna_cmaes", sampler="cmaes", space="schedule"),
     OptunaMethod("optuna_gp", sampler="gp", space="schedule"),
-    OptunaMethod("optuna_nsga2", sampler="nsga2", space="schedule"),  # CER against steps to align
+    OptunaMethod("optuna_nsga2", sampler="nsga2", space="schedule", fidelity="single"),  # CER against steps to align
+    OptunaMethod("tuned_static_1f", sampler="tpe", space="constant", fidelity="single"),  # before issue #28
+    OptunaMethod("optuna_tpe_1f", sampler="tpe", space="schedule", fidelity="single"),
     PolicyMethod("policy", cadence="fixed"),
     PolicyMethod("policy_stretched", cadence="stretched"),
     ReplayMethod("replay"),
