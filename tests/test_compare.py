@@ -37,7 +37,8 @@ def test_quick_compare_writes_the_documented_json_markdown_and_plots(tiny_corpus
         # never-aligned runs count at the budget: the median is never below the first check or above the budget
         assert 2 <= saved[method]["steps_to_align_median"] <= 6
     assert saved["static"]["search_steps"] == 0 and saved["hand"]["search_steps"] == 0
-    assert saved["optuna_tpe"]["search_steps"] == 2 * 6  # two trials of one 6-step instance
+    # two trials of one 6-step instance (multi-fidelity: the second may be pruned after a decision)
+    assert 6 < saved["optuna_tpe"]["search_steps"] <= 2 * 6
     # Same seeds, data and initialisation: static and tuned static differ only in their knobs.
     runs = saved["runs"]
     assert [(r["instance"], r["seed"]) for r in runs["static"]] == [(r["instance"], r["seed"]) for r in runs["hand"]]
