@@ -252,7 +252,8 @@ def _objective(env: TrainingEnv, instances: list[str], space: str, pareto: bool,
             trial.set_user_attr("cpu_s", (time.perf_counter() - started) * threads)
             if not pareto:  # Optuna cannot prune a multi-objective study
                 trial.report(value, at)
-                if trial.should_prune():
+                # static and hand always finish: they are what every other trial is measured against
+                if trial.should_prune() and "baseline" not in trial.user_attrs:
                     raise optuna.TrialPruned()
 
         def each_decision(n: int, info: dict, curve: list[dict]) -> None:  # the cheap fidelity: one voice's run
@@ -317,8 +318,8 @@ def optuna_search(sampler: str, cfg: OptunaConfig, env_cfg: EnvConfig, instances
     if isinstance(storage, optuna.storages.JournalStorage):
         _retry_orphans(study, storage)
     if not study.trials:  # a new study starts from the schedules practitioners trust
-        for params in baseline_params(space, env_cfg.actions):
-            study.enqueue_trial(params)
+        for label, params in zip(("static", "hand"), baseline_params(space, env_cfg.actions)):
+            study.enqueue_trial(params, user_attrs={"baseline": label})
     args = (sampler, space, cfg, replace(env_cfg, threads=1 if cfg.workers > 1 else env_cfg.threads), instances,
             name, url)
     if cfg.workers == 1:

@@ -87,6 +87,7 @@ def test_multi_fidelity_search_starts_from_static_and_hand_and_keeps_to_its_cpu_
     study = optuna_search("tpe", cfg, env_cfg, instances, "mf", default_storage="unused", space=space)
     static, hand = baseline_params(space, env_cfg.actions)
     assert study.trials[0].params == pytest.approx(static) and study.trials[1].params == pytest.approx(hand)
+    assert [t.state for t in study.trials[:2]] == [optuna.trial.TrialState.COMPLETE] * 2  # never pruned
     assert schedule_from_params(space, static)(0, 4) == Knobs()  # exactly static
     # the cheap fidelity reports at every decision of the first voice's run, a promoted trial after the second voice
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
