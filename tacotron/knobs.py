@@ -131,9 +131,8 @@ class KnobSpace:
         """The reference knobs clipped to this space: where runs from scratch start."""
         return self.clip(Knobs().as_dict())
 
-    def hold_frozen(self, knobs: Knobs, held: Knobs | None = None) -> Knobs:
-        """``knobs`` within bounds, with every frozen knob at its value in ``held`` (default: the reference)."""
-        held = held or self.reference()
+    def hold_frozen(self, knobs: Knobs, held: Knobs) -> Knobs:
+        """``knobs`` within bounds, with every frozen knob at its value in ``held``."""
         return self.clip({n: getattr(held if self.spec(n).frozen else knobs, n) for n in KNOB_NAMES})
 
     def normalise(self, name: str, value: float) -> float:
