@@ -6,23 +6,25 @@ the policy (and every search) learned on, and is scored on their test splits dec
 (``controller.compare``: same model, data, seeds and validation for every method; search costs
 counted in full). Three parts, each its own comparison:
 
-* ``tiny``: the tiny model for --steps (1,500) optimiser steps: static, tuned static, hand, Optuna TPE,
-  the policy's open-loop replay, the policy deployed with a stretched decision interval, the policy
-  (K fixed in steps, as ``controller deploy`` runs it) and PBT (a population of 4, on the first seed only);
-* ``small``: the small model for --steps steps on the first instance: static against the policy,
-  which learned on the tiny model only (a transfer check; a tuned-static search on the small model would
-  take roughly an hour on 2 cores, estimated from the tiny model's trial times and the small model's speed);
-* ``long``: one --long-steps (5,000) step run each of static, the stretched-interval policy and the policy,
-  on the first --long-instances instances and the first seed: where the two cadences differ (the
-  policy's bank runs are 1,500 steps).
+* ``tiny``: the tiny model for --steps (1,500) optimiser steps on --instances instances × --seeds seeds:
+  static, hand, the multi-fidelity Optuna searches (tuned static and the parametric schedule, each
+  within the policy's search cost in CPU-seconds), PBT (a population of 4), the policy (K fixed in
+  steps, as ``controller deploy`` runs it) and its open-loop replay. With --budget-fractions, the
+  anytime curves: each search's best schedule so far and the policy's PPO checkpoints at those
+  fractions of the policy's cost, on the first --budget-seeds seeds (``full_run_budget.png``);
+* ``small``: the small model for --steps steps on the first --long-instances instances, seed 0: static,
+  hand, both searches and the policy, all found on the tiny model (a transfer check);
+* ``long``: --long-steps (5,000) step runs of the same methods and the stretched-interval policy on the
+  same instances, seed 0 (the policy and the searches learned on 300-step proxies).
 
 Writes ``results/full_run.{json,md,png}`` (the tiny part at the top level, the others under
-``small`` and ``long``) and keeps every finished run under ``results/full_run/``, so a killed
-benchmark resumes from the runs already done. 2 processes × 1 thread; progress bars throughout.
+``small`` and ``long``, with the parts earlier calls finished) and keeps every finished run and search
+under ``results/full_run/`` (one grid), so a killed benchmark resumes from the runs already done.
+2 processes × 1 thread; progress bars throughout.
 
     tacotune controller train --config controller/full_run_policy   # the policy (about 45 min)
     python benchmarks/full_run.py --policy runs/full_run_policy/policy [--parts tiny,small,long]
-        [--instances 3] [--seeds 2] [--quick]
+        [--instance-set test --instances 8] [--seeds 2] [--budget-fractions ''] [--quick]
 """
 from __future__ import annotations
 
@@ -37,30 +39,33 @@ from controller.baselines import OptunaConfig  # noqa: E402
 from controller.compare import CompareConfig, compare  # noqa: E402
 from controller.report import machine, markdown_report  # noqa: E402
 from env.instances import load_instance_set  # noqa: E402
+from yardstick import degradation_rows  # noqa: E402
 
+SEARCHES = ["tuned_static", "optuna_tpe"]
 PARTS = {
-    "tiny": ["static", "tuned_static", "hand", "optuna_tpe", "replay", "policy_stretched", "policy", "pbt"],
-    "small": ["static", "policy"],
-    "long": ["static", "policy_stretched", "policy"],
+    "tiny": ["static", "hand", *SEARCHES, "pbt", "replay", "policy"],
+    "small": ["static", "hand", *SEARCHES, "policy"],
+    "long": ["static", "hand", *SEARCHES, "policy_stretched", "policy"],
 }
 
 
 def part_config(part: str, args: argparse.Namespace, out: Path) -> CompareConfig:
     evaluated = load_instance_set(args.instance_set)
     seeds = list(range(args.seeds))
-    base = CompareConfig(methods=PARTS[part], policy=args.policy, data=evaluated[:args.instances], seeds=seeds,
+    fractions = [float(f) for f in args.budget_fractions.split(",") if f]
+    base = CompareConfig(methods=PARTS[part], policy=args.policy, data=evaluated[:args.instances or None], seeds=seeds,
                          model="tiny", episode_steps=args.steps, eval_every=args.eval_every, workers=args.workers,
                          out_dir=str(out), name=f"full_run_{part}", search_dir=str(out / "searches"),
-                         quick=args.quick, population_instances=args.pbt_instances,
-                         optuna=OptunaConfig(workers=args.search_workers))
+                         quick=args.quick, population_seeds=0, optuna=OptunaConfig(workers=args.search_workers),
+                         budget_fractions=fractions, budget_seeds=args.budget_seeds)
+    if part == "tiny":
+        methods = args.methods.split(",") if args.methods else base.methods
+        return replace(base, methods=[m for m in base.methods if m in methods],
+                       budget_fractions=fractions if "policy" in methods else [])
+    rest = replace(base, data=evaluated[:args.long_instances], seeds=seeds[:1], budget_fractions=[])
     if part == "small":
-        return replace(base, model="small", data=evaluated[:1])
-    if part == "long":
-        return replace(base, episode_steps=args.long_steps, data=evaluated[:args.long_instances], seeds=seeds[:1],
-                       eval_every=max(args.eval_every, args.long_steps // 25))
-    if args.methods:
-        return replace(base, methods=[m for m in base.methods if m in args.methods.split(",")])
-    return base
+        return replace(rest, model="small")
+    return replace(rest, episode_steps=args.long_steps, eval_every=max(args.eval_every, args.long_steps // 25))
 
 
 def main() -> None:
@@ -71,14 +76,17 @@ def main() -> None:
     parser.add_argument("--instance-set", default="dev2",
                         help="the instances scored: dev2 while designing; the sealed `test` once, at the end, with the "
                              "design frozen (benchmarks/README.md)")
-    parser.add_argument("--instances", type=int, default=3, help="instances in the tiny part")
+    parser.add_argument("--instances", type=int, default=0, help="instances in the tiny part (0 = the whole set)")
     parser.add_argument("--seeds", type=int, default=2, help="seeds per instance")
     parser.add_argument("--steps", type=int, default=1500, help="optimiser steps of each run")
     parser.add_argument("--long-steps", type=int, default=5000, help="optimiser steps of each long run")
-    parser.add_argument("--long-instances", type=int, default=1, help="instances in the long part (seed 0)")
+    parser.add_argument("--long-instances", type=int, default=3, help="instances in the small and long parts (seed 0)")
     parser.add_argument("--eval-every", type=int, default=100, help="steps between free-running test checks")
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
-    parser.add_argument("--pbt-instances", type=int, default=0, help="PBT on the first N instances only (0 = all)")
+    parser.add_argument("--budget-fractions", default="0.125,0.25,0.5,1,2",
+                        help="anytime curves of the tiny part at these fractions of the policy's search cost "
+                             "('' = none)")
+    parser.add_argument("--budget-seeds", type=int, default=1, help="seeds of each anytime point")
     parser.add_argument("--methods", default="",
                         help="comma-separated subset of the tiny part's methods (a cut grid); small and long run whole")
     parser.add_argument("--workers", type=int, default=2, help="compared runs in parallel (1 torch thread each)")
@@ -92,13 +100,24 @@ def main() -> None:
     if unknown := set(parts) - set(PARTS):
         parser.error(f"unknown parts {sorted(unknown)}; choose from {sorted(PARTS)}")
     summaries = {part: compare(part_config(part, args, out)) for part in parts}
-    top = summaries.get("tiny") or summaries[parts[0]]
-    combined = {**top, **{part: summaries[part] for part in parts if summaries[part] is not top},
-                "parts": parts, "machine": machine()}
+    # The grid runs over several sessions: parts finished by earlier calls stay in the combined result.
+    summaries |= {part: json.loads((out / f"full_run_{part}.json").read_text()) for part in PARTS
+                  if part not in summaries and (out / f"full_run_{part}.json").is_file()}
+    done = [part for part in PARTS if part in summaries]
+    top = summaries[done[0]]
+    # what a perfect run would score: the recogniser's CER on the ground-truth test split of each voice
+    floor = {row["corpus"]: row["cer"] for row in degradation_rows(top["instances"])
+             if row["degradation"] == "ground_truth"}
+    combined = {**top, **{part: summaries[part] for part in done if summaries[part] is not top},
+                "parts": done, "instance_set": args.instance_set, "recogniser_floor": floor, "machine": machine()}
     (results / "full_run.json").write_text(json.dumps(combined, indent=2))
-    (results / "full_run.md").write_text("\n".join(markdown_report(summaries[p], f"Full runs: {p}") for p in parts))
-    first = "tiny" if "tiny" in parts else parts[0]
-    shutil.copyfile(out / f"full_run_{first}_curves.png", results / "full_run.png")
+    floor_line = ("\nRecogniser floor (its CER on each voice's ground-truth test split): "
+                  + ", ".join(f"{voice} {cer:.3f}" for voice, cer in floor.items()) + ".\n")
+    (results / "full_run.md").write_text("\n".join(markdown_report(summaries[p], f"Full runs: {p}") for p in done)
+                                         + floor_line)
+    shutil.copyfile(out / f"full_run_{done[0]}_curves.png", results / "full_run.png")
+    if "budget_curve" in summaries[done[0]]:
+        shutil.copyfile(out / f"full_run_{done[0]}_budget.png", results / "full_run_budget.png")
     print((results / "full_run.md").read_text())
 
 

@@ -191,15 +191,15 @@ def spent_steps(study: optuna.Study) -> int:
 
 def _out_of_budget(study: optuna.Study, cfg: OptunaConfig, trial_steps: int) -> bool:
     """True when the trial cap is reached, or when one more trial, on top of the finished and running
-    ones, would pass the budget: a full trial's steps, or the mean CPU-seconds a trial has cost so far
-    (pruned ones included)."""
+    ones, would pass the budget: a full trial's steps, or the mean CPU-seconds a finished trial has cost
+    so far (pruned ones included)."""
     trials = study.get_trials(deepcopy=False)
     done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]  # a failed one is retried
     running = sum(t.state == TrialState.RUNNING for t in trials)
     if cfg.n_trials and len(done) + running >= cfg.n_trials:
         return True
-    if cfg.budget_cpu_s:
-        spent = [t.user_attrs.get("cpu_s", 0.0) for t in done]
+    if cfg.budget_cpu_s:  # counted as search_within counts it: every finished trial, failed ones too
+        spent = [trial_cpu_s(t) for t in trials if t.state.is_finished()]
         return sum(spent) + (running + 1) * (float(np.mean(spent)) if spent else 0.0) > cfg.budget_cpu_s
     return bool(cfg.budget_steps) and spent_steps(study) + (running + 1) * trial_steps > cfg.budget_steps
 
@@ -347,21 +347,51 @@ def _retry_orphans(study: optuna.Study, storage: optuna.storages.BaseStorage) ->
         RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, storage.get_trial(trial_id))
 
 
-def search_cost(study: optuna.Study) -> tuple[int, float, list[dict]]:
-    """-> (optimiser steps, CPU-seconds (trial time × its torch threads), best score so far against steps)."""
-    trials = sorted((t for t in study.trials if t.state.is_finished()), key=lambda t: t.datetime_complete)
-    curve, spent, cpu, best = [], 0, 0.0, float("-inf")
-    for t in trials:
-        spent += t.user_attrs.get("steps", 0)
-        cpu += (t.datetime_complete - t.datetime_start).total_seconds() * t.user_attrs.get("threads", 1)
-        if len(study.directions) == 1 and t.value is not None:
+def trial_cpu_s(trial: optuna.trial.FrozenTrial) -> float:
+    """A trial's CPU-seconds (validation included) as it measured them at its last report: a trial failed
+    after its search was killed (and retried when it resumed, maybe days later) counts what it ran."""
+    return trial.user_attrs.get("cpu_s", 0.0)
+
+
+@dataclass
+class SearchState:
+    """A search as it stood once it had spent a budget: its cost, best-so-far curve and best parameters."""
+
+    steps: int
+    cpu_s: float
+    trials: int
+    curve: list[dict]  # {"steps", "cpu_s", "best_train_score"} after each finished trial (single objective)
+    params: dict | None  # None: no trial had completed within the budget
+
+
+def search_within(study: optuna.Study, budget_cpu_s: float = math.inf) -> SearchState:
+    """The trials that finished within ``budget_cpu_s`` CPU-seconds, in the order they finished. A longer
+    search continues the same study, so its state at a smaller budget is what a search of that budget
+    returned: one search gives a method's whole anytime curve. The best parameters are the best completed
+    trial's, or on a Pareto front (two objectives) the fastest to align, then the lowest CER."""
+    finished = sorted((t for t in study.get_trials(deepcopy=False) if t.state.is_finished()),
+                      key=lambda t: t.datetime_complete)
+    kept, curve, steps, cpu, best = [], [], 0, 0.0, float("-inf")
+    pareto = len(study.directions) > 1
+    for t in finished:
+        if cpu + trial_cpu_s(t) > budget_cpu_s:
+            break
+        kept.append(t)
+        steps, cpu = steps + t.user_attrs.get("steps", 0), cpu + trial_cpu_s(t)
+        if not pareto and t.state == TrialState.COMPLETE:
             best = max(best, t.value)
-            curve.append({"steps": spent, "best_train_score": best})
-    return spent, cpu, curve
+            curve.append({"steps": steps, "cpu_s": cpu, "best_train_score": best})
+    complete = [t for t in kept if t.state == TrialState.COMPLETE]
+    if not complete:
+        params = None
+    elif pareto:
+        front = [t for t in complete if not any(_dominates(o.values, t.values) for o in complete)]
+        params = min(front, key=lambda t: (t.values[1], t.values[0])).params
+    else:
+        params = max(complete, key=lambda t: t.value).params
+    return SearchState(steps=steps, cpu_s=cpu, trials=len(kept), curve=curve, params=params)
 
 
-def best_params(study: optuna.Study) -> dict:
-    """The single best trial, or on a Pareto front the fastest to align (then the lowest CER)."""
-    if len(study.directions) == 1:
-        return study.best_params
-    return min(study.best_trials, key=lambda t: (t.values[1], t.values[0])).params
+def _dominates(a: list[float], b: list[float]) -> bool:
+    """Minimised objectives: ``a`` is nowhere worse than ``b`` and better somewhere."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))

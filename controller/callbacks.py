@@ -40,15 +40,15 @@ class PeriodicCallback(BaseCallback):
 
 class CheckpointCallback(PeriodicCallback):
     """Writes the model and VecNormalize stats (atomically) to ``directory/step_N``, with the
-    training wall time so far in ``meta.json`` (for compute-budget plots)."""
+    training wall time so far and ``meta`` in ``meta.json`` (what it cost: for anytime curves)."""
 
-    def __init__(self, directory: Path, every: int, env_cfg: EnvConfig, clock: "TrainingClock"):
+    def __init__(self, directory: Path, every: int, env_cfg: EnvConfig, clock: "TrainingClock", meta: dict):
         super().__init__(every)
-        self.directory, self.env_cfg, self.clock = Path(directory), env_cfg, clock
+        self.directory, self.env_cfg, self.clock, self.meta = Path(directory), env_cfg, clock, meta
 
     def _on_period(self) -> None:
         target = self.directory / f"step_{self.num_timesteps}"
-        save_policy(self.model, target, self.env_cfg, meta={"train_seconds": self.clock.seconds()})
+        save_policy(self.model, target, self.env_cfg, meta={"train_seconds": self.clock.seconds(), **self.meta})
 
 
 class TrainingClock:

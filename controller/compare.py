@@ -4,7 +4,9 @@ Each method first obtains its schedule (``controller.methods``; search costs cou
 method trains the same runs from scratch: same model, data, seeds, initialisations, data order,
 decision points and validation, so only the knob source differs. The env and every knob source see
 the val split only; every reported figure comes from the **test** split, decoded free-running every
-``eval_every`` optimiser steps (r-independent figures, ``tacotron.metrics.FreeRunStats``).
+``eval_every`` optimiser steps (r-independent figures, ``tacotron.metrics.FreeRunStats``). With
+``budget_fractions``, methods whose schedule depends on their search budget (Optuna, the policy) are
+also scored at those fractions of the reference's search cost: the anytime curves (``budget_curve``).
 
 Runs execute in ``workers`` processes of one torch thread, each run saved as it finishes, so a
 killed comparison resumes from the runs already done. Writes ``<name>.json`` (see
@@ -24,9 +26,9 @@ from controller.baselines import OptunaConfig
 from controller.deploy import deployment_env_config, proxy_horizon
 from controller.methods import METHODS, Cell, PrepareContext, Spec, get_method
 from controller.methods.base import run_key
-from controller.plots import plot_knob_trajectories, plot_test_curves
+from controller.plots import plot_budget_curve, plot_knob_trajectories, plot_test_curves
 from controller.policy_io import load_env_config
-from controller.report import machine, markdown_report, summarise
+from controller.report import budget_curve, machine, markdown_report, summarise
 from env.instances import load_instance_set
 from env.training_env import EnvConfig
 from tacotron import checkpoint
@@ -57,6 +59,10 @@ class CompareConfig:
     name: str = "compare"  # output files <name>.json/.md/*.png and the folder <name>_runs/
     search_dir: str = ""  # where obtained schedules are cached (shared between comparisons); default <name>_runs/
     quick: bool = False  # smoke run: 1 instance, 1 seed, at most 60 steps, a 2-trial Optuna search
+    # Anytime curves: every method's schedule at these fractions of the reference's search cost (Optuna's
+    # best so far, the policy's checkpoints), each scored on the first `budget_seeds` seeds; empty = none.
+    budget_fractions: list[float] = field(default_factory=list)
+    budget_seeds: int = 1
     optuna: OptunaConfig = field(default_factory=OptunaConfig)
     env: EnvConfig = field(default_factory=EnvConfig)  # used when no method needs the policy
 
@@ -65,6 +71,10 @@ class CompareConfig:
             get_method(name)
         if not self.seeds or self.episode_steps < 1 or self.eval_every < 1 or self.workers < 1:
             raise ValueError("seeds must be non-empty and episode_steps, eval_every and workers >= 1")
+        if self.budget_fractions and (self.reference not in self.methods or min(self.budget_fractions) <= 0
+                                      or self.budget_seeds < 1):
+            raise ValueError(f"budget_fractions (fractions > 0 of {self.reference!r}'s search cost) need "
+                             f"{self.reference!r} among the methods and budget_seeds >= 1")
 
     @property
     def needs_policy(self) -> bool:
@@ -121,6 +131,22 @@ def run_cells(cells: list[tuple[str, Spec, str, int]], run_env: EnvConfig, eval_
     return records
 
 
+def _budget_points(cfg: CompareConfig, ctx: PrepareContext,
+                   specs: dict[str, Spec]) -> dict[str, list[tuple[str, Spec]]]:
+    """Each method's schedules at the budget fractions -> {method: [(label, spec)]}, its compared schedule
+    first under its own name, the others as ``<method>@<fraction>x``; a schedule equal to one listed
+    keeps that one's label (and runs), and a fixed-cost method has its compared schedule only."""
+    budgets = [f * specs[cfg.reference].search_cpu_s for f in cfg.budget_fractions]
+    points = {}
+    for method in cfg.methods:
+        labels = {specs[method].to_json(): method}
+        for fraction, spec in zip(cfg.budget_fractions, METHODS[method].at_budgets(ctx, budgets) or []):
+            if spec is not None:
+                labels.setdefault(spec.to_json(), f"{method}@{fraction:g}x")
+        points[method] = [(label, Spec.from_json(text)) for text, label in labels.items()]
+    return points
+
+
 def _quick(cfg: CompareConfig) -> CompareConfig:
     return dataclasses.replace(cfg, seeds=cfg.seeds[:1], episode_steps=min(cfg.episode_steps, 60),
                                eval_every=min(cfg.eval_every, 10),
@@ -146,6 +172,10 @@ def compare(cfg: CompareConfig, progress: bool = True) -> dict:
         seeds = cfg.seeds[:cfg.population_seeds] if costly and cfg.population_seeds else cfg.seeds
         chosen = instances[:cfg.population_instances] if costly and cfg.population_instances else instances
         cells += [(method, specs[method], instance, seed) for instance in chosen for seed in seeds]
+    points = _budget_points(cfg, ctx, specs) if cfg.budget_fractions else {}
+    budget_seeds = cfg.seeds[:cfg.budget_seeds]
+    cells += [(label, spec, instance, seed) for method, labelled in points.items() for label, spec in labelled
+              if label != method for instance in instances for seed in budget_seeds]
     records = run_cells(cells, run_env, cfg.eval_every, runs_dir, cfg.workers, progress)
     runs = {m: records.get(m, []) for m in cfg.methods}
     # invocation_wall_s: a resumed call skips finished runs
@@ -153,7 +183,11 @@ def compare(cfg: CompareConfig, progress: bool = True) -> dict:
                        {"instances": instances, "seeds": cfg.seeds, "model": cfg.model,
                         "episode_steps": cfg.episode_steps, "eval_every": cfg.eval_every,
                         "steps_per_action": run_env.steps_per_action, "quick": cfg.quick,
+                        "budget_fractions": cfg.budget_fractions, "budget_seeds": budget_seeds,
                         "invocation_wall_s": time.time() - started, "machine": machine()})
+    if points:
+        result["budget_curve"] = budget_curve(points, records, budget_seeds)
+        plot_budget_curve(result["budget_curve"], out / f"{cfg.name}_budget.png", cfg.reference)
     (out / f"{cfg.name}.json").write_text(json.dumps(result, indent=2))
     (out / f"{cfg.name}.md").write_text(markdown_report(result, cfg.name))
     plot_test_curves({m: [r["curve"] for r in rs] for m, rs in runs.items()}, out / f"{cfg.name}_curves.png")

@@ -45,3 +45,27 @@ def plot_test_curves(curves: dict[str, list[list[dict]]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def plot_budget_curve(curve: dict[str, list[dict]], path: Path, reference: str) -> None:
+    """Anytime curves: test CER (mean with its 95 % interval over voices) against search CPU-seconds, one
+    line per method; a method that costs nothing (static, hand) is a dashed level across the plot."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (method, points) in enumerate(curve.items()):
+        cer, color = [p["cer"] for p in points], colors[i % len(colors)]
+        if all(p["search_cpu_s"] == 0 for p in points):
+            ax.axhline(cer[0]["mean"], linestyle="--", linewidth=1, color=color, label=f"{method} (no search)")
+            continue
+        low = [c["mean"] - (c["ci95_low"] if c["ci95_low"] is not None else c["mean"]) for c in cer]
+        high = [(c["ci95_high"] if c["ci95_high"] is not None else c["mean"]) - c["mean"] for c in cer]
+        ax.errorbar([p["search_cpu_s"] for p in points], [c["mean"] for c in cer], yerr=[low, high], marker="o",
+                    capsize=3, color=color, linewidth=2 if method == reference else 1, label=method)
+    ax.set_xscale("log")
+    ax.set_xlabel("search CPU-seconds (everything spent to obtain the schedule)")
+    ax.set_ylabel("test CER (lower is better)")
+    ax.set_title("Anytime: quality against search cost")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -15,6 +15,7 @@ figures reproduce on one machine but not across machines.
 """
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from controller.methods.base import Spec
 from controller.statistics import censored_median, holm, mean_std, paired_ci
 
 PAIRED_METRICS = ("cer", "mcd_dtw_sl", "gv_ratio", "infer_diagonality", "stop_rate", "aligned", "steps_to_align",
@@ -64,10 +66,31 @@ def _method_summary(records: list[dict], spec: dict, budget: int) -> dict:
             "steps_to_align_median": median["median"], "steps_to_align_censored": median["censored"],
             "never_aligned": median["never_aligned"], "diverged": sum(r["diverged"] for r in records),
             "runs": len(records), "run_steps": max(r["run_steps"] for r in records),
-            "search_steps": spec["search_steps"],
-            # a population method also pays, in every run, for the members it does not deliver
-            "search_cpu_s": spec["search_cpu_s"] + float(np.mean([r.get("search_cpu_s", 0.0) for r in records])),
+            "search_steps": spec["search_steps"], "search_cpu_s": _search_cpu_s(spec, records),
             "wall_s_per_run": mean_std([r["wall_s"] for r in records])}
+
+
+def _search_cpu_s(spec: dict, records: list[dict]) -> float:
+    # a population method also pays, in every run, for the members it does not deliver
+    return spec["search_cpu_s"] + float(np.mean([r.get("search_cpu_s", 0.0) for r in records]))
+
+
+def budget_curve(points: dict[str, list[tuple[str, Spec]]], records: dict[str, list[dict]], seeds: list[int]) -> dict:
+    """Anytime curves from ``points`` ({method: [(run label, spec)]}) -> {method: [{"label", "search_cpu_s",
+    "cer": {mean, std, ci95_low, ci95_high}, "runs"}]} by rising search cost, each point scored on its runs
+    of ``seeds`` (the interval over voice means)."""
+    curve = {}
+    for method, labelled in points.items():
+        rows = []
+        for label, spec in labelled:
+            runs = [r for r in records.get(label, []) if r["seed"] in seeds]
+            if runs:
+                rows.append({"label": label, "search_cpu_s": _search_cpu_s(dataclasses.asdict(spec), runs),
+                             "cer": mean_std([r["final"]["cer"] for r in runs], [r["instance"] for r in runs]),
+                             "runs": len(runs)})
+        if rows:
+            curve[method] = sorted(rows, key=lambda row: row["search_cpu_s"])
+    return curve
 
 
 def _paired(baseline: dict, reference: dict) -> dict:
@@ -181,4 +204,12 @@ def markdown_report(result: dict, title: str) -> str:
             lines += ["", "Secondary: the same over every instance × seed run as a pair (narrower, and too narrow: "
                       "seeds of one instance share its voice).", "", PAIRED_HEADER]
             lines += _paired_rows(result["paired"])
+    if result.get("budget_curve"):
+        seeds = result["meta"]["budget_seeds"]
+        lines += ["", f"Anytime: each method's schedule at fractions of {result['reference']}'s search cost (Optuna's "
+                  "best trial so far, the policy's PPO checkpoints), its CPU-seconds spent and its test CER on seeds "
+                  f"{seeds} of every instance, mean [95 % CI over voices]; fixed-cost methods are one point.", "",
+                  "| method | schedule | search CPU-s | CER | runs |", "|---|---|---|---|---|"]
+        lines += [f"| {m} | {p['label']} | {p['search_cpu_s']:.0f} | {_ms(p['cer'])} | {p['runs']} |"
+                  for m, curve in result["budget_curve"].items() for p in curve]
     return "\n".join(lines) + "\n"

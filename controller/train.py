@@ -125,7 +125,7 @@ def train_controller(cfg: ControllerConfig) -> Path:
         report = pretrain_on_surrogate(model, venv, cfg)  # counted in the training clock
         out.mkdir(parents=True, exist_ok=True)
         checkpoint.atomic_write_text(out / "surrogate_fit.json", json.dumps(report, indent=2))
-    callbacks = [CheckpointCallback(ckpt_dir, cfg.checkpoint_every, cfg.env, clock),
+    callbacks = [CheckpointCallback(ckpt_dir, cfg.checkpoint_every, cfg.env, clock, {"n_envs": cfg.n_envs, **bank}),
                  EpisodeLogCallback(out / "episodes.jsonl"),
                  ProgressCallback(cfg.total_timesteps, clock, cfg.time_budget_s),
                  TimeBudgetCallback(clock, cfg.time_budget_s)]

@@ -4,7 +4,7 @@ import optuna
 import pytest
 
 from controller.baselines import (OptunaConfig, baseline_params, constant_schedule, optuna_search, parametric_schedule,
-                                  schedule_from_params, search_cost, study_name)
+                                  schedule_from_params, search_within, study_name)
 from controller.compare import CompareConfig, compare
 from controller.report import markdown_report, summarise
 from controller.statistics import censored_median, holm, mean_std, paired_ci
@@ -60,9 +60,9 @@ def test_optuna_spends_at_most_its_step_budget_across_two_workers(env_cfg, tmp_p
     cfg = OptunaConfig(fidelity="single", budget_steps=20, pruner="none", workers=2,
                        storage=f"journal:{tmp_path / 'j.log'}")
     study = optuna_search("tpe", cfg, env_cfg, env_cfg.instances, "b", default_storage="unused")
-    steps, cpu, curve = search_cost(study)
-    assert steps <= 20 and steps == 4 * len(study.trials) and len(study.trials) >= 4
-    assert cpu > 0 and curve[-1]["steps"] == steps
+    state = search_within(study)
+    assert state.steps <= 20 and state.steps == 4 * len(study.trials) == 4 * state.trials and state.trials >= 4
+    assert state.cpu_s > 0 and state.curve[-1]["steps"] == state.steps and state.curve[-1]["cpu_s"] == state.cpu_s
 
 
 def test_single_fidelity_trials_are_scored_on_every_training_instance(env_cfg, tmp_path, tiny_corpus_dir):
@@ -124,12 +124,11 @@ def test_bad_storage_url_is_a_clear_error(env_cfg):
 
 
 def test_nsga2_searches_cer_against_steps_to_align(env_cfg, tmp_path):
-    from controller.baselines import best_params
     cfg = OptunaConfig(n_trials=3, workers=1, storage=f"sqlite:///{tmp_path / 'mo.db'}")
     study = optuna_search("nsga2", cfg, env_cfg, env_cfg.instances, "mo", default_storage="unused")
     assert len(study.directions) == 2 and len(study.trials) == 3
     assert all(t.values[1] == 8.0 or t.values[1] <= 4 for t in study.trials)  # 2x episode when never aligned
-    assert best_params(study) in [t.params for t in study.best_trials]
+    assert search_within(study).params in [t.params for t in study.best_trials]
 
 
 def test_parametric_and_constant_schedules_respect_their_parameters():

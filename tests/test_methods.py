@@ -9,7 +9,7 @@ import json
 import pytest
 
 from controller.baselines import OptunaConfig
-from controller.compare import run_cells
+from controller.compare import CompareConfig, compare, run_cells
 from controller.deploy import deployment_env_config, proxy_horizon
 from controller.methods import METHODS, PrepareContext, RunRecord, Spec
 from controller.methods.base import CURVE_FIGURES, Cell, run_key
@@ -27,7 +27,7 @@ FROZEN = "ga_weight"
 def frozen_policy(tiny_env, tmp_path_factory):
     actions = ActionConfig(**{FROZEN: dataclasses.replace(KnobSpec.default(FROZEN), frozen=True)})
     return train_controller(ControllerConfig(out_dir=str(tmp_path_factory.mktemp("ctl")), total_timesteps=8,
-                                             n_envs=1, checkpoint_every=8, tensorboard=False,
+                                             n_envs=1, checkpoint_every=4, tensorboard=False,
                                              env=tiny_env(actions=actions),
                                              ppo=PPOConfig(n_steps=8, batch_size=8, n_epochs=1)))
 
@@ -93,3 +93,43 @@ def test_every_method_keeps_the_contract(name, frozen_policy, tmp_path):
     if method.population == 1:  # a single run is deterministic on one thread; a population's scheduling is not
         assert again[1]["final"] == records[1]["final"]
     assert json.loads(kept.read_text())["final"] == records[0]["final"]
+
+
+def test_anytime_reads_the_policy_at_its_checkpoints_and_a_search_at_smaller_budgets(frozen_policy, tmp_path):
+    ctx = _context(frozen_policy, tmp_path / "specs")
+    policy = METHODS["policy"].obtain(ctx)
+    checkpoint = frozen_policy.parent / "checkpoints" / "step_4"
+    first_cost = policy_cost(checkpoint)["search_cpu_s"]
+    assert 0 < first_cost < policy.search_cpu_s
+    at = METHODS["policy"].at_budgets(ctx, [0.0, first_cost, policy.search_cpu_s, 2 * policy.search_cpu_s])
+    assert at[0] is None  # nothing is free
+    assert at[1].schedule["path"] == str(checkpoint) and at[1].search_cpu_s == first_cost
+    assert at[2] == at[3] == policy  # the trained policy is the last point: PPO ran no longer
+    # one search continued: read at the shorter search's cost, it is the shorter search
+    search = METHODS["tuned_static"]
+    short = search.obtain(ctx)
+    longer = dataclasses.replace(ctx, optuna=dataclasses.replace(ctx.optuna, n_trials=TRIALS + 2))
+    at = search.at_budgets(longer, [0.0, short.search_cpu_s, 1e9])
+    assert at[0] is None and at[1] == short
+    assert at[2].search["trials"] == TRIALS + 2 and at[2].search_cpu_s > short.search_cpu_s
+    best = lambda spec: spec.search["search_curve"][-1]["best_train_score"]  # noqa: E731
+    assert best(at[2]) >= best(short)
+
+
+def test_compare_draws_anytime_curves(frozen_policy, tmp_path):
+    trained = load_env_config(frozen_policy)
+    cfg = CompareConfig(methods=["static", "tuned_static", "policy"], policy=str(frozen_policy),
+                        data=[trained.instances[0]], seeds=[0, 1], episode_steps=STEPS, eval_every=EVAL_EVERY,
+                        workers=1, out_dir=str(tmp_path), name="any",
+                        optuna=OptunaConfig(n_trials=TRIALS + 1, workers=1), budget_fractions=[0.5, 1, 2])
+    result = compare(cfg, progress=False)
+    curve = result["budget_curve"]
+    assert [p["search_cpu_s"] for p in curve["static"]] == [0.0] and curve["static"][0]["runs"] == 1  # seed 0 only
+    assert curve["policy"][-1]["label"] == "policy"  # the trained policy; earlier points are checkpoints
+    budget = result["policy"]["search_cpu_s"]
+    for method in ("tuned_static", "policy"):
+        costs = [p["search_cpu_s"] for p in curve[method]]
+        assert costs == sorted(costs) and costs[-1] <= 2 * budget
+        assert all(p["cer"]["mean"] > 0 for p in curve[method])
+    assert (tmp_path / "any_budget.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Anytime" in (tmp_path / "any.md").read_text()

@@ -122,6 +122,12 @@ class Method:
     def run(self, spec: Spec, cell: Cell) -> RunRecord:
         raise NotImplementedError
 
+    def at_budgets(self, ctx: PrepareContext, budgets_cpu_s: list[float]) -> list[Spec | None] | None:
+        """The schedule this method would have obtained with each search budget in CPU-seconds (None where
+        nothing fits in it), for anytime curves; None for a method whose cost is fixed (static, hand,
+        replay, PBT's population): it is one point."""
+        return None
+
     def obtain(self, ctx: PrepareContext) -> Spec:
         """``prepare``, cached in ``cache_dir/method_<name>_<key>.json`` (a resumed benchmark does not
         search again, and comparisons that share a search share its cost once)."""

@@ -1,12 +1,16 @@
 """Optuna searches: a sampler over constant knobs (tuned static) or the parametric schedule, multi-fidelity
 within the policy's whole search cost in CPU-seconds (unless ``optuna.budget_cpu_s`` is set), or single
 fidelity within its optimiser steps (unless ``optuna.budget_steps`` is set), as before issue #28
-(``controller.baselines``)."""
+(``controller.baselines``). Its anytime curve is one search continued to the largest budget, read at
+each smaller one."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
-from controller.baselines import OptunaConfig, best_params, optuna_search, schedule_from_params, search_cost
+import optuna
+
+from controller.baselines import OptunaConfig, optuna_search, schedule_from_params, search_within
 from controller.episodes import Decide, schedule_decider
 from controller.methods.base import EpisodeMethod, PrepareContext, Spec
 from controller.methods.policy import policy_cost, training_instances
@@ -35,14 +39,31 @@ class OptunaMethod(EpisodeMethod):
         return {"optuna": self._config(ctx), "search_env": ctx.search_env, "yardstick": yardstick_key(),
                 "policy": policy_fingerprint(ctx.policy) if ctx.policy else None}
 
+    def _search(self, ctx: PrepareContext, cfg: OptunaConfig) -> optuna.Study:
+        return optuna_search(self.sampler, cfg, ctx.search_env, training_instances(ctx.search_env), prefix=self.name,
+                             default_storage=f"journal:{ctx.cache_dir / 'optuna.journal'}", space=self.space)
+
+    def _spec(self, study: optuna.Study, budget_cpu_s: float = math.inf) -> Spec | None:
+        state = search_within(study, budget_cpu_s)
+        if state.params is None:
+            return None
+        return Spec(self.name, search_steps=state.steps, search_cpu_s=state.cpu_s,
+                    schedule={"space": self.space, "params": state.params},
+                    search={"search_curve": state.curve, "study": study.study_name, "trials": state.trials})
+
     def prepare(self, ctx: PrepareContext) -> Spec:
-        study = optuna_search(self.sampler, self._config(ctx), ctx.search_env,
-                              training_instances(ctx.search_env), prefix=self.name,
-                              default_storage=f"journal:{ctx.cache_dir / 'optuna.journal'}", space=self.space)
-        steps, cpu, curve = search_cost(study)
-        return Spec(self.name, search_steps=steps, search_cpu_s=cpu,
-                    schedule={"space": self.space, "params": best_params(study)},
-                    search={"search_curve": curve, "study": study.study_name, "trials": len(study.trials)})
+        cfg = self._config(ctx)
+        study = self._search(ctx, cfg)
+        spec = self._spec(study, cfg.budget_cpu_s or math.inf)
+        if spec is None:
+            raise RuntimeError(f"{self.name}: no trial of study {study.study_name} completed within its budget")
+        return spec
+
+    def at_budgets(self, ctx: PrepareContext, budgets_cpu_s: list[float]) -> list[Spec | None]:
+        """One search, continued (the same study) to the largest budget; its best-so-far at each."""
+        cfg = dataclasses.replace(self._config(ctx), budget_cpu_s=max(budgets_cpu_s), budget_steps=0)
+        study = self._search(ctx, cfg)
+        return [self._spec(study, budget) for budget in budgets_cpu_s]
 
     def decider(self, spec: Spec, env: TrainingEnv) -> Decide:
         return schedule_decider(schedule_from_params(spec.schedule["space"], spec.schedule["params"]))

@@ -57,6 +57,15 @@ class PolicyMethod(EpisodeMethod):
     def run_env(self, spec: Spec, env_cfg: EnvConfig) -> EnvConfig:
         return dataclasses.replace(env_cfg, steps_per_action=spec.schedule["steps_per_action"])
 
+    def at_budgets(self, ctx: PrepareContext, budgets_cpu_s: list[float]) -> list[Spec | None]:
+        """The policy at its PPO checkpoints (``controller train`` writes them beside the policy): at each
+        budget, the newest one that cost no more (None where even the bank cost more)."""
+        saved = sorted(Path(ctx.policy).parent.glob("checkpoints/step_*"), key=lambda p: load_meta(p)["num_timesteps"])
+        costed = [(policy_cost(p)["search_cpu_s"], p) for p in [*saved, Path(ctx.policy)]]
+        picks = [max((c for c in costed if c[0] <= budget), key=lambda c: c[0], default=None)
+                 for budget in budgets_cpu_s]
+        return [None if pick is None else self.prepare(dataclasses.replace(ctx, policy=pick[1])) for pick in picks]
+
     def decider(self, spec: Spec, env: TrainingEnv) -> Decide:
         return policy_decider(*load_policy(Path(spec.schedule["path"]), env))
 
