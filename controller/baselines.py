@@ -181,7 +181,7 @@ def study_name(prefix: str, sampler: str, space: str, cfg: OptunaConfig, env_cfg
     """``prefix-sampler-space-<hash>``: the hash covers the env, instances, sampler settings and seed
     (not the budget or trial cap, so a larger budget continues the same study)."""
     key = {"env": env_cfg, "instances": instances, "sampler": sampler, "space": space, "fidelity": cfg.fidelity,
-           "n_startup_trials": cfg.n_startup_trials, "pruner": cfg.pruner, "seed": cfg.seed}
+           "n_startup_trials": cfg.n_startup_trials, "pruner": cfg.pruner, "brackets": "one voice", "seed": cfg.seed}
     return f"{prefix}-{sampler}-{space}-{content_key(key)}"
 
 
@@ -206,11 +206,13 @@ def _out_of_budget(study: optuna.Study, cfg: OptunaConfig, trial_steps: int) -> 
 
 def _pruner(cfg: OptunaConfig, env_cfg: EnvConfig, n_instances: int) -> optuna.pruners.BasePruner:
     """Multi-fidelity trials report at optimiser steps (every decision of the first voice's run, then
-    after each further voice); single-fidelity ones once per voice."""
+    after each further voice); single-fidelity ones once per voice. Hyperband's brackets span the cheap
+    fidelity, one voice's run: brackets up to every voice's runs let a trial of the patient brackets run
+    several voices before its first check, which the budget cannot afford (benchmarks/results/README.md)."""
     if cfg.pruner == "hyperband":
         if cfg.fidelity == "multi":
             return optuna.pruners.HyperbandPruner(min_resource=env_cfg.steps_per_action,
-                                                  max_resource=env_cfg.episode_steps * n_instances, reduction_factor=3)
+                                                  max_resource=env_cfg.episode_steps, reduction_factor=3)
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=n_instances, reduction_factor=3)
     if cfg.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=cfg.n_startup_trials, n_warmup_steps=0)
