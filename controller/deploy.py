@@ -7,7 +7,9 @@ on, and its observations carry no fraction of the run. ``cadence=stretched`` is 
 kept for the comparison: H / K decisions per run whatever its length (K' = max_steps · K / H, H the
 proxy horizon), which replays the proxy's clock over a longer run. Validation runs once per
 decision. A killed deploy resumes (``resume=true``) from its last checkpoint with what it had
-measured: the aligned step, the initial score and the knob trajectory.
+measured: the aligned step, the initial score and the knob trajectory. Decisions outside the policy's
+training support are shrunk (``controller.support``); the summary says how often (``shrunk_share``,
+over the decisions since a resume) and where the run went furthest outside (``furthest_outside``).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from tqdm import tqdm
@@ -91,8 +94,11 @@ def deploy(cfg: DeployConfig, progress: bool = True) -> dict:
         _, (obs, saved) = restored
         return obs, saved["curve"]
 
+    checks = []  # where each decision stood against the policy's training support
+
     def after_decision(n: int, info: dict, curve: list[dict]) -> None:
         bar.update(env.trainer.step_count - bar.n)
+        checks.append(info["support"])
         if n % cfg.ckpt_every == 0 or "final_score" in info:  # the last decision's info carries the final figures
             env.save_episode(ckpt_dir / f"step_{env.trainer.step_count}.pt", {"curve": curve})
 
@@ -105,6 +111,8 @@ def deploy(cfg: DeployConfig, progress: bool = True) -> dict:
                "steps_per_action": env_cfg.steps_per_action,
                "final_score": info["final_score"], "steps_to_align": info["steps_to_align"],
                "rollbacks": env.trainer.rollbacks, "diverged": bool(info["diverged"]), "final_val": info["val"],
+               "shrunk_share": float(np.mean([c["keep"] < 1 for c in checks])) if checks else None,
+               "furthest_outside": max(checks, key=lambda c: c["z"]) if checks else None,
                "score_history": curve, "config": asdict(cfg)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     write_knob_csv(rows, out / "knobs.csv")

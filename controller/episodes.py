@@ -6,6 +6,7 @@ from typing import Callable
 
 import numpy as np
 
+from controller.support import Support
 from env.training_env import TrainingEnv
 from tacotron.schedules import Schedule
 
@@ -21,10 +22,20 @@ def schedule_decider(schedule: Schedule) -> Decide:
 
 
 def policy_decider(model, vec_normalize=None) -> Decide:
-    """Deterministic PPO actions on observations normalised with frozen training statistics."""
+    """Deterministic PPO actions on observations normalised with frozen training statistics. Outside the
+    support those statistics describe, the action shrinks towards 0 (``controller.support``); each
+    decision's check is its info's ``support`` and, with TensorBoard, ``policy/support_keep``."""
+    if vec_normalize is None:
+        return lambda obs, env: env.step(model.predict(obs, deterministic=True)[0])
+    support = Support.of(vec_normalize)
+
     def decide(obs: np.ndarray, env: TrainingEnv) -> tuple:
-        norm = vec_normalize.normalize_obs(obs) if vec_normalize is not None else obs
-        return env.step(model.predict(norm, deterministic=True)[0])
+        check = support.check(obs)
+        action = model.predict(vec_normalize.normalize_obs(obs), deterministic=True)[0] * np.float32(check["keep"])
+        if env.trainer.logger:
+            env.trainer.logger.writer.add_scalar("policy/support_keep", check["keep"], env.trainer.step_count)
+        obs, reward, terminated, truncated, info = env.step(action)
+        return obs, reward, terminated, truncated, info | {"support": check}
     return decide
 
 

@@ -1,11 +1,14 @@
-"""Why the policy acts: its knobs against alignment over full deployed runs, each action's sensitivity
-to each observation feature (mean |∂action/∂observation| of the deterministic policy, on the
-normalised observations it met), and its mean action before and after alignment was confirmed."""
+"""Why the policy acts: its knobs against alignment over full deployed runs (each run's, and every run's
+against the steps since its own alignment), each action's sensitivity to each observation feature
+(mean |∂action/∂observation| of the deterministic policy, on the normalised observations it met), its
+mean action before and after alignment was confirmed, and its counterfactuals: how its action moves in
+the same run state when alignment is confirmed or a loss spike hits (``counterfactuals``)."""
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import matplotlib
 
@@ -18,6 +21,7 @@ from controller.deploy import deployment_env_config, load_policy  # noqa: E402
 from controller.episodes import policy_decider, run_episode  # noqa: E402
 from controller.policy_io import load_env_config  # noqa: E402
 from env.instances import load_instance_set  # noqa: E402
+from env.observations import OBS_NAMES, run_features  # noqa: E402
 from env.training_env import TrainingEnv  # noqa: E402
 from tacotron.knobs import KNOB_NAMES  # noqa: E402
 
@@ -29,10 +33,13 @@ class ExplainConfig:
     episodes: int = 1
     max_steps: int = 1500  # each episode is a full run from scratch, deployed as `controller deploy` runs it
     out_dir: str = "runs/explain"
+    counterfactual_every: int = 5  # decisions between counterfactuals (each costs two extra windows)
+    spike_factor: float = 30.0  # the counterfactual loss spike: one step at this times the learning rate
 
     def __post_init__(self) -> None:
-        if self.episodes < 1 or self.max_steps < 1:
-            raise ValueError(f"episodes={self.episodes} and max_steps={self.max_steps} must be >= 1")
+        if min(self.episodes, self.max_steps, self.counterfactual_every) < 1:
+            raise ValueError(f"episodes={self.episodes}, max_steps={self.max_steps} and counterfactual_every="
+                             f"{self.counterfactual_every} must be >= 1")
 
 
 def sensitivity(model, observations: np.ndarray) -> np.ndarray:
@@ -64,6 +71,47 @@ def plot_knobs_against_alignment(rows: list[dict], aligned_at: int | None, path:
     plt.close(fig)
 
 
+def counterfactuals(act: Callable[[np.ndarray], np.ndarray], obs: np.ndarray, env: TrainingEnv,
+                    spike_factor: float) -> dict[str, np.ndarray]:
+    """The policy's action (per active knob, in action units: > 0 raises the knob) when one fact about the
+    run changes and nothing else: alignment confirmed 100 steps ago against not yet confirmed, in the same
+    state; and a loss spike now against none, over the next window at the current knobs (``env.peek``)."""
+    def with_alignment(aligned: bool) -> np.ndarray:
+        flipped = obs.copy()
+        flipped[OBS_NAMES.index("aligned")] = float(aligned)
+        flipped[OBS_NAMES.index("log_steps_since_aligned")] = run_features(100, 0 if aligned else None)[
+            "log_steps_since_aligned"]
+        return flipped
+    return {"aligned_minus_unaligned": act(with_alignment(True)) - act(with_alignment(False)),
+            "spike_minus_calm": act(env.peek(spike_factor)) - act(env.peek())}
+
+
+def plot_knobs_since_alignment(runs: list[dict], path: Path) -> None:
+    """Each knob of every run against the optimiser step (left) and against the steps since that run's
+    alignment (right): a policy that reacts to alignment gives curves that line up on the right, one
+    that follows a clock gives curves that line up on the left. Runs that never aligned are left out."""
+    aligned = [run for run in runs if run["steps_to_align"] is not None]
+    fig, axes = plt.subplots(len(KNOB_NAMES), 2, figsize=(11, 1.8 * len(KNOB_NAMES)), sharey="row")
+    for run in aligned:
+        steps = np.array([row["step"] for row in run["knobs"]])
+        for (left, right), name in zip(axes, KNOB_NAMES):
+            values = [row[name] for row in run["knobs"]]
+            left.step(steps, values, where="post", label=f"aligned at {run['steps_to_align']}")
+            right.step(steps - run["steps_to_align"], values, where="post")
+    for (left, right), name in zip(axes, KNOB_NAMES):
+        left.set_ylabel(name)
+        right.axvline(0, color="tab:red", linestyle="--", linewidth=1)
+        if name == "lr":
+            left.set_yscale("log")
+    if aligned:
+        axes[0][0].legend(fontsize="x-small")
+    axes[-1][0].set_xlabel("optimiser step" + ("" if aligned else " (no run aligned)"))
+    axes[-1][1].set_xlabel("steps since alignment")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def explain(cfg: ExplainConfig) -> dict:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -72,9 +120,14 @@ def explain(cfg: ExplainConfig) -> dict:
                                             log_dir=None))
     model, stats = load_policy(Path(cfg.policy), env)
     act = policy_decider(model, stats)
-    seen, phases, runs = [], [], []
+    seen, phases, runs, deltas = [], [], [], []
+
+    def raw_action(obs: np.ndarray) -> np.ndarray:  # the policy's own action, before any support shrink
+        return model.predict(stats.normalize_obs(obs), deterministic=True)[0]
 
     def decide(obs, env):
+        if len(seen) % cfg.counterfactual_every == 0:
+            deltas.append(counterfactuals(raw_action, obs, env, cfg.spike_factor))
         seen.append(obs)  # raw; normalised below with the same frozen statistics
         phases.append(env.aligned_at is not None)
         rows.append({"step": env.trainer.step_count, **env.trainer.knobs.as_dict(),
@@ -87,6 +140,7 @@ def explain(cfg: ExplainConfig) -> dict:
                                      f"policy on {instance} (seed {i}), {cfg.max_steps} steps")
         runs.append({"instance": instance, "seed": i, "steps_to_align": info["steps_to_align"],
                      "final_score": info["final_score"], "knobs": rows})
+    plot_knobs_since_alignment(runs, out / "knobs_since_alignment.png")
     normalised = stats.normalize_obs(np.stack(seen))
     sens = sensitivity(model, normalised)
     actions, features = env.cfg.actions.active, env.obs_names
@@ -104,7 +158,10 @@ def explain(cfg: ExplainConfig) -> dict:
                     for phase, mask in (("before_aligned", ~aligned), ("after_aligned", aligned))}
                 for j, a in enumerate(actions)}
     top = {a: [features[i] for i in np.argsort(-sens[j])[:5]] for j, a in enumerate(actions)}
+    changes = {name: {a: float(np.mean([d[name][j] for d in deltas])) for j, a in enumerate(actions)}
+               for name in deltas[0]}
     result = {"top_features": top, "mean_action_by_phase": by_phase, "runs": runs,
+              "counterfactuals": changes | {"states": len(deltas), "spike_factor": cfg.spike_factor},
               "sensitivity": {a: dict(zip(features, map(float, sens[j]))) for j, a in enumerate(actions)}}
     (out / "explain.json").write_text(json.dumps(result, indent=2))
     return result

@@ -1,10 +1,17 @@
 """Actions -> knobs: the pure ``apply_action(knobs, action, cfg) -> Knobs``, testable without a model.
 
 The action config is the run's knob space (``tacotron.knobs.KnobSpace``: bounds, frozen flags) plus
-the action mode. Relative mode (default), per unit of action a ∈ [-1, 1]: a log-scale knob (lr)
-×= 2^(step·a); r steps one value down when a < −step; the others += step·a. Absolute mode maps a
-straight onto [low, high] on the knob's scale. Every result is clipped to [low, high]. A frozen knob
-keeps its value and has no action dimension.
+the action mode, per unit of action a ∈ [-1, 1]:
+
+* ``relative`` (default): a log-scale knob (lr) ×= 2^(step·a); r steps one value down when a < −step;
+  the others += step·a. A knob is the running sum of the actions, so a small bias per decision drifts
+  it to a bound on a run with more decisions than training had.
+* ``residual``: the knob's reference (static) value moved by |a| of the way towards its upper bound
+  (a > 0) or lower bound (a < 0), on the knob's scale. A knob depends on the latest action only, so it
+  cannot drift, and a = 0 is static whatever came before.
+* ``absolute``: a mapped straight onto [low, high] on the knob's scale.
+
+Every result is clipped to [low, high]. A frozen knob keeps its value and has no action dimension.
 
 r is gated the way practitioners lower it: it may only go down, and only once alignment is
 confirmed. An upward move would feed the decoder projection rows that never trained, and before
@@ -19,15 +26,17 @@ import numpy as np
 
 from tacotron.knobs import KNOB_DEFS, Knobs, KnobSpace, KnobSpec
 
+ACTION_MODES = ("relative", "residual", "absolute")
+
 
 @dataclass
 class ActionConfig(KnobSpace):
-    mode: str = "relative"  # relative | absolute
+    mode: str = "relative"  # relative | residual | absolute
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.mode not in ("relative", "absolute"):
-            raise ValueError(f"actions.mode={self.mode!r} must be relative or absolute")
+        if self.mode not in ACTION_MODES:
+            raise ValueError(f"actions.mode={self.mode!r} must be one of {ACTION_MODES}")
 
 
 def _relative(name: str, value: float, a: float, s: KnobSpec) -> float:
@@ -38,6 +47,14 @@ def _relative(name: str, value: float, a: float, s: KnobSpec) -> float:
     return value + s.step * a
 
 
+def _residual(name: str, a: float, s: KnobSpec) -> float:
+    d = KNOB_DEFS[name]
+    ref, end = min(max(d.reference, s.low), s.high), s.high if a > 0 else s.low
+    if d.log:
+        return ref * (end / ref) ** abs(a)
+    return ref + abs(a) * (end - ref)
+
+
 def apply_action(knobs: Knobs, action: np.ndarray, cfg: ActionConfig, aligned: bool = False) -> Knobs:
     """New knobs from ``action`` (one value per active knob, clipped to [-1, 1]); r moves only down
     and only when ``aligned``."""
@@ -46,7 +63,11 @@ def apply_action(knobs: Knobs, action: np.ndarray, cfg: ActionConfig, aligned: b
         raise ValueError(f"action has {action.shape[0]} values; expected {len(cfg.active)} for {cfg.active}")
     values = knobs.as_dict()
     for name, a in zip(cfg.active, action):
-        values[name] = (cfg.denormalise(name, (a + 1.0) / 2.0) if cfg.mode == "absolute"
-                        else _relative(name, values[name], a, cfg.spec(name)))
+        if cfg.mode == "absolute":
+            values[name] = cfg.denormalise(name, (a + 1.0) / 2.0)
+        elif cfg.mode == "residual":
+            values[name] = _residual(name, a, cfg.spec(name))
+        else:
+            values[name] = _relative(name, values[name], a, cfg.spec(name))
     values["r"] = min(values["r"], knobs.r) if aligned else knobs.r
     return cfg.clip(values)

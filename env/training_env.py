@@ -17,10 +17,10 @@ from env.instances import load_instance_set
 from env.observations import OBS_LIMIT, OBS_NAMES, build_observation
 from env.reward import RewardConfig, reward_parts
 from tacotron.data import Corpus
-from tacotron.knobs import Knobs
+from tacotron.knobs import KNOB_DEFS, Knobs
 from tacotron.metrics import is_aligned, steps_to_align
 from tacotron.run import TrainingSetup, build_trainer, load_data
-from tacotron.trainer import Trainer
+from tacotron.trainer import StepStats, Trainer
 
 KnobFn = Callable[[int], Knobs]  # optimiser step -> knobs, applied before every step of a window
 
@@ -47,6 +47,13 @@ class EnvConfig(TrainingSetup):
     refresh_keep: int = 16
     actions: ActionConfig = field(default_factory=ActionConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    # What a fixed schedule cannot know in advance, drawn per episode: the batch size (from `batch_sizes`;
+    # empty keeps the trainer's), and in a `spike_share` of episodes a loss spike at a random optimiser
+    # step of the episode: one step at `spike_factor` times the learning rate (a too-large step; 30x
+    # about triples a trained tiny model's mel loss: docs/design.md).
+    batch_sizes: list[int] = field(default_factory=list)
+    spike_share: float = 0.0
+    spike_factor: float = 30.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -57,7 +64,9 @@ class EnvConfig(TrainingSetup):
         for key in ("steps_per_action", "episode_steps", "val_every", "refresh_keep"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key}={getattr(self, key)} must be >= 1")
-        for key in ("divergence_rollback_share", "scratch_share", "refresh_share"):
+        if any(b < 1 for b in self.batch_sizes) or self.spike_factor < 1:
+            raise ValueError(f"batch_sizes={self.batch_sizes} must be >= 1 and spike_factor={self.spike_factor} >= 1")
+        for key in ("divergence_rollback_share", "scratch_share", "refresh_share", "spike_share"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"{key}={getattr(self, key)} must be in [0, 1]")
         if self.scratch_share + self.refresh_share > 1.0:
@@ -139,7 +148,11 @@ class TrainingEnv(gym.Env):
         if self.trainer is not None and self.trainer.logger:
             self.trainer.logger.close()
         run_seed = int(self.np_random.integers(2**31 - 1))
-        self.trainer = build_trainer(self.cfg, self._corpus(self.instance), log_dir, seed=run_seed)
+        setup = self.cfg
+        if self.cfg.batch_sizes:
+            batch_size = int(self.np_random.choice(self.cfg.batch_sizes))
+            setup = dataclasses.replace(setup, trainer=dataclasses.replace(setup.trainer, batch_size=batch_size))
+        self.trainer = build_trainer(setup, self._corpus(self.instance), log_dir, seed=run_seed)
         self._horizon, self._aligned_at, self.start_kind = self.cfg.episode_steps, None, "scratch"
         if self._bank is not None:
             self._start_from_bank(run_seed)
@@ -149,12 +162,15 @@ class TrainingEnv(gym.Env):
         full_length = self.start_kind == "scratch"
         self._end_step = self._horizon if full_length else min(self.trainer.step_count + self.cfg.episode_steps,
                                                                self._horizon)
+        spiked = self.cfg.spike_share > 0 and self.np_random.random() < self.cfg.spike_share
+        self._spike_at = int(self.np_random.integers(self.trainer.step_count, self._end_step)) if spiked else None
         self._val = self.trainer.validate()
         self._score = self._initial_score = self.cfg.reward.score(self._val.infer)
         self._env_steps = 0
         self._checks = [(self.trainer.step_count, is_aligned(self._val.infer))]
         self._start = {"start": self.start_kind, "start_step": self.trainer.step_count,
-                       "start_aligned": self._aligned_at is not None}
+                       "start_aligned": self._aligned_at is not None, "batch_size": self.trainer.cfg.batch_size,
+                       "spike_at": self._spike_at}
         self._trajectory = [{"step": self.trainer.step_count, **self.trainer.knobs.as_dict()}]
         return self._observe([]), {"instance": self.instance, "score": self._score, **self._start}
 
@@ -212,11 +228,31 @@ class TrainingEnv(gym.Env):
         self._aligned_at, self._initial_score = state["aligned_at"], state["initial_score"]
         self._checks = [tuple(c) for c in state["checks"]]
         self._trajectory, self._env_steps, self._start = state["trajectory"], state["env_steps"], state["start"]
+        self._spike_at = self._start.get("spike_at")
         self._held = Knobs(**state["held"])
         self._val = self.trainer.validate()  # deterministic: the validation the saved observation came from
         self._score = self.cfg.reward.score(self._val.infer)
         self._obs = np.array(state["obs"], dtype=np.float32)  # with the window features the kill lost
         return self._obs, extra
+
+    def peek(self, spike_factor: float = 1.0) -> np.ndarray:
+        """A counterfactual: the observation the next window would give at the current knobs, its first step
+        taken at ``spike_factor`` times the learning rate (1 = no spike), with the last validation's
+        features (a peek does not validate); the run is left exactly as it was."""
+        with self.trainer.undone() as tr:
+            n = min(self.cfg.steps_per_action, self._end_step - tr.step_count)
+            window = [self._spiked_step(spike_factor)] + [tr.step() for _ in range(n - 1)] if n else []
+            return build_observation(window, self._val, tr.knobs, tr.step_count, self._aligned_at, self.cfg.actions)
+
+    def _spiked_step(self, factor: float) -> StepStats:
+        """One optimiser step at ``factor`` times the learning rate: a too-large step, as spikes the loss
+        (the step's own loss is measured before its update; the next ones show the spike)."""
+        knobs = self.trainer.knobs
+        self.trainer.set_knobs(dataclasses.replace(knobs, lr=min(knobs.lr * factor, KNOB_DEFS["lr"].valid[1])))
+        try:
+            return self.trainer.step()
+        finally:
+            self.trainer.set_knobs(knobs)
 
     def _observe(self, window) -> np.ndarray:
         self._obs = build_observation(window, self._val, self.trainer.knobs, self.trainer.step_count,
@@ -237,7 +273,7 @@ class TrainingEnv(gym.Env):
                 tr.set_knobs(self.cfg.actions.hold_frozen(knob_fn(tr.step_count), self._held))
             if i == 0:
                 self._trajectory.append({"step": tr.step_count, **tr.knobs.as_dict()})
-            window.append(tr.step())
+            window.append(self._spiked_step(self.cfg.spike_factor) if tr.step_count == self._spike_at else tr.step())
             if self.after_optimizer_step is not None:
                 self.after_optimizer_step(tr)
         return window

@@ -322,11 +322,27 @@ class Trainer:
             changed = {f.name for f in fields(ModelConfig)
                        if saved_model.get(f.name) != getattr(self.model_cfg, f.name)}
             raise ValueError(f"checkpoint {path} was made with a different model config (differs in {sorted(changed)})")
+        self._load_state(state)
+        self._snapshot = self._take_snapshot()
+        return json.loads(state.get("extra", "{}"))
+
+    def _load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step_count, self.rollbacks = state["step"], state["rollbacks"]
         self._rng = (state["rng"], state["cuda_rng"] if self.device.type == "cuda" else None)
         self.set_knobs(Knobs(**state["knobs"]))
-        self._snapshot = self._take_snapshot()
-        return json.loads(state.get("extra", "{}"))
+
+    @contextlib.contextmanager
+    def undone(self):
+        """Whatever happens to the run inside (steps, a spike) is undone on exit, and nothing is logged: a
+        counterfactual leaves the run exactly as it was (weights, optimiser, random streams, step count,
+        rollback snapshot)."""
+        state, snapshot, logger = copy.deepcopy(self.state_dict()), self._snapshot, self.logger
+        self.logger = None
+        try:
+            yield self
+        finally:
+            self._load_state(state)
+            self._snapshot, self.logger = snapshot, logger

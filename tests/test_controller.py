@@ -7,15 +7,18 @@ import torch
 from stable_baselines3 import PPO
 
 from controller.baselines import OptunaConfig
-from controller.deploy import DeployConfig, deploy
+from controller.deploy import DeployConfig, deploy, deployment_env_config, load_policy
+from controller.episodes import policy_decider
 from controller.explain import ExplainConfig, explain
 from controller.methods import METHODS, PrepareContext
 from controller.cli import load_config
 from controller.policy_io import env_config_from_dict, load_env_config, load_meta, policy_fingerprint
+from controller.support import Support
 from controller.train import ControllerConfig, PPOConfig, train_controller
 from env.actions import ActionConfig, KnobSpec
 from env.bank import BankConfig
-from env.training_env import EnvConfig
+from env.observations import OBS_NAMES
+from env.training_env import EnvConfig, TrainingEnv
 
 
 def _cfg(tiny_env, out, **kw) -> ControllerConfig:
@@ -37,6 +40,7 @@ def test_ppo_trains_saves_reloads_and_deploys(tiny_env, tiny_corpus_dir, tmp_pat
                                   tensorboard=False), progress=False)
     assert summary["steps_per_action"] == 2  # K fixed in optimiser steps, as in training
     assert 0 <= summary["final_score"] <= 1 and summary["rollbacks"] == 0
+    assert 0 <= summary["shrunk_share"] <= 1 and summary["furthest_outside"]["feature"] in OBS_NAMES
     rows = (out / "knobs.csv").read_text().strip().split("\n")
     assert len(rows) == 5 and (out / "knobs.png").stat().st_size > 0
     stretched = deploy(DeployConfig(policy=str(policy), data=str(tiny_corpus_dir), max_steps=8, cadence="stretched",
@@ -57,6 +61,23 @@ def test_bank_trained_policy_is_evaluated_as_deployed_and_logs_episodes_by_start
     episodes = [json.loads(line) for line in (tmp_path / "ctl" / "episodes.jsonl").read_text().splitlines()]
     assert episodes and {e["start"] for e in episodes} <= {"scratch_unaligned", "bank_unaligned", "bank_aligned"}
     assert all(0 <= e["final_score"] <= 1 for e in episodes)
+
+
+def test_a_policy_far_outside_its_training_support_falls_back_to_the_reference(tiny_env, tmp_path):
+    env_cfg = dataclasses.replace(tiny_env(), actions=ActionConfig(mode="residual"))
+    policy = train_controller(_cfg(tiny_env, tmp_path / "ctl", total_timesteps=16, env=env_cfg))
+    env = TrainingEnv(deployment_env_config(load_env_config(policy), 4, log_dir=None))
+    model, stats = load_policy(policy, env)
+    support = Support.of(stats)
+    assert support.check(stats.obs_rms.mean) | {"feature": None} == {"z": 0.0, "feature": None, "keep": 1.0}
+    obs, _ = env.reset(seed=0)
+    i = OBS_NAMES.index("log_grad_norm_mean")  # a gradient blow-up no training run showed
+    far = obs.copy()
+    far[i] = stats.obs_rms.mean[i] + 20 * support.std[i]
+    assert support.check(far) == {"z": pytest.approx(20.0, rel=1e-4), "feature": "log_grad_norm_mean", "keep": 0.0}
+    # none of the action is taken there: under residual actions every knob is at its reference
+    *_, info = policy_decider(model, stats)(far, env)
+    assert info["support"]["keep"] == 0.0 and info["knobs"] == env.cfg.actions.reference().as_dict()
 
 
 def test_resume_continues_the_step_count(tiny_env, tmp_path):
@@ -104,12 +125,19 @@ def test_frozen_knob_spec_roundtrips_through_a_policy_config_and_the_cli():
 def test_explain_writes_sensitivity_and_trajectories(tiny_env, tmp_path):
     policy = train_controller(_cfg(tiny_env, tmp_path / "ctl", total_timesteps=16))
     result = explain(ExplainConfig(policy=str(policy), instance_set="heldout", episodes=1, max_steps=6,
-                                   out_dir=str(tmp_path / "ex")))
+                                   out_dir=str(tmp_path / "ex"), counterfactual_every=2))
     assert set(result["top_features"]) == {"lr", "ga_weight", "dropout", "r", "tf_ratio"}
     assert all(v >= 0 for v in result["sensitivity"]["lr"].values())
     assert set(result["mean_action_by_phase"]["ga_weight"]) == {"before_aligned", "after_aligned"}
     assert [row["step"] for row in result["runs"][0]["knobs"]] == [0, 2, 4]  # K fixed in steps, as deployed
-    assert (tmp_path / "ex" / "sensitivity.png").is_file() and (tmp_path / "ex" / "alignment_0.png").is_file()
+    changes = result["counterfactuals"]
+    assert changes["states"] == 2 and set(changes["spike_minus_calm"]) == set(result["top_features"])
+    # the states differ (a peeked spike moves the window features; the flag moves the run features) and the
+    # policy reads both
+    for name in ("spike_minus_calm", "aligned_minus_unaligned"):
+        assert any(v != 0 for v in changes[name].values())
+    for png in ("sensitivity.png", "alignment_0.png", "knobs_since_alignment.png"):
+        assert (tmp_path / "ex" / png).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_time_budget_stops_training_and_is_recorded(tiny_env, tmp_path):

@@ -9,7 +9,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import env  # noqa: F401  (registers the env)
 from env.actions import ActionConfig, KnobSpec, apply_action
 from controller.train import PPOConfig
-from env.observations import OBS_NAMES, window_features
+from env.observations import OBS_NAMES, WINDOW_NAMES, window_features
 from env.reward import RewardConfig
 from env.training_env import EnvConfig, TrainingEnv
 from tacotron.knobs import KNOB_NAMES, Knobs
@@ -117,6 +117,50 @@ def _window(start: int, n: int, loss_rate: float, rollback_every: int = 0) -> li
             for s in range(start, start + n)]
 
 
+def test_episodes_draw_their_batch_size_and_may_hit_a_loss_spike(small_cfg):
+    """What a fixed schedule cannot know in advance varies per episode: the batch size, and a loss spike
+    (one step at many times the learning rate, at a random step) that shows in the loss after it."""
+    env = TrainingEnv(small_cfg, batch_sizes=[2, 4])
+    drawn = set()
+    for seed in range(6):
+        _, info = env.reset(seed=seed)
+        assert env.trainer.sampler.batch_size == info["batch_size"]
+        drawn.add(info["batch_size"])
+    assert drawn == {2, 4}
+
+    def window_losses(spike_share: float) -> tuple[list[float], int | None]:
+        e = TrainingEnv(small_cfg, spike_share=spike_share, spike_factor=100.0)
+        _, info = e.reset(seed=0)
+        mel = OBS_NAMES.index("log_mel_mean")
+        return [e.step(np.zeros(5, dtype=np.float32))[0][mel] for _ in range(3)], info["spike_at"]
+    calm, none = window_losses(0.0)
+    spiked, at = window_losses(1.0)
+    assert none is None and at < 4  # seed 0 spikes early enough for a later step to show it
+    shown = (at + 1) // small_cfg.steps_per_action  # the window of the step after the spike
+    assert spiked[:shown] == calm[:shown] and spiked[shown] != calm[shown]  # the same run until the spike
+
+
+def test_peeking_at_a_spike_leaves_the_run_exactly_as_it_was(tiny_env):
+    """``peek`` shows the next window under a counterfactual (a loss spike now) and undoes it. A spike
+    needs a model that has learned something (from an untrained one a big step lowers the loss)."""
+    cfg, trained = tiny_env(episode_steps=40), 15  # 30 steps: log-mel loss about 2.2, from 3.5
+
+    def rollout(peek: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+        e = TrainingEnv(cfg)
+        e.reset(seed=5)
+        for _ in range(trained):
+            e.step(np.zeros(5, dtype=np.float32))
+        peeks = [e.peek(), e.peek(30.0)] if peek else []
+        return np.stack([e.step(np.zeros(5, dtype=np.float32))[0] for _ in range(2)]), peeks
+    plain, _ = rollout(peek=False)
+    after, (calm, spiked) = rollout(peek=True)
+    np.testing.assert_array_equal(plain, after)
+    window = len(WINDOW_NAMES)  # a peek shows the window; it does not validate
+    np.testing.assert_array_equal(calm[:window], plain[0][:window])  # the calm peek is the window that then ran
+    mel = OBS_NAMES.index("log_mel_mean")
+    assert spiked[mel] > calm[mel] + 0.25  # the window's second step shows the spike
+
+
 def test_window_features_do_not_grow_with_the_window():
     """The same training, seen through windows of 10 and 40 steps, reads the same (rates, spreads and
     shares, not totals, maxima and counts)."""
@@ -148,7 +192,7 @@ def test_relative_actions():
     assert apply_action(k, np.array([0, 0, 0, -0.9, 0]), cfg, aligned=True).r == 2
 
 
-@pytest.mark.parametrize("mode", ["relative", "absolute"])
+@pytest.mark.parametrize("mode", ["relative", "residual", "absolute"])
 def test_r_only_steps_down_and_only_once_aligned(mode):
     """r never moves up (into projection rows that never trained), and before alignment not at all,
     so exploration cannot flip r where the deterministic policy never would."""
@@ -175,6 +219,23 @@ def test_absolute_actions():
     assert (hi.lr, hi.ga_weight, hi.dropout, hi.r, hi.tf_ratio) == pytest.approx((2e-3, 20.0, 0.5, 3, 1.0))
 
 
+def test_residual_actions_are_the_reference_moved_towards_a_bound_and_cannot_drift():
+    cfg = ActionConfig(mode="residual")
+    far = Knobs(lr=1e-5, ga_weight=20.0, dropout=0.5, r=3, tf_ratio=0.3)  # wherever earlier actions left them
+    assert apply_action(far, np.zeros(5), cfg, aligned=True) == Knobs()  # a = 0 is static, whatever came before
+    hi, lo = apply_action(far, np.ones(5), cfg, aligned=True), apply_action(far, -np.ones(5), cfg, aligned=True)
+    assert (hi.lr, hi.ga_weight, hi.dropout, hi.tf_ratio) == pytest.approx((2e-3, 20.0, 0.5, 1.0))
+    assert (lo.lr, lo.ga_weight, lo.dropout, lo.r, lo.tf_ratio) == pytest.approx((1e-5, 0.0, 0.0, 1, 0.3))
+    half = apply_action(Knobs(), np.array([-0.5, 0.5, -0.5, 0.0, -0.5]), cfg)
+    assert half.lr == pytest.approx(1e-4)  # halfway on the log scale from 1e-3 down to 1e-5
+    assert (half.ga_weight, half.dropout, half.tf_ratio) == pytest.approx((12.5, 0.05, 0.65))
+    # the same small bias at every decision: relative actions drift to a bound, residual ones stay put
+    knobs = {mode: Knobs() for mode in ("relative", "residual")}
+    for _ in range(250):
+        knobs = {mode: apply_action(k, np.full(5, -0.05), ActionConfig(mode=mode)) for mode, k in knobs.items()}
+    assert knobs["relative"].lr == 1e-5 and knobs["residual"].lr == pytest.approx(1e-3 * 100 ** -0.05)
+
+
 def test_frozen_knobs_lose_their_dimension(small_cfg):
     cfg = ActionConfig(r=KnobSpec(1, 5, 0.5, frozen=True), dropout=KnobSpec(0, 0.5, 0.05, frozen=True))
     assert cfg.active == ["lr", "ga_weight", "tf_ratio"]
@@ -188,5 +249,13 @@ def test_frozen_knobs_lose_their_dimension(small_cfg):
 def test_bad_env_config():
     with pytest.raises(ValueError, match="instance_mode"):
         EnvConfig(instance_mode="shuffle")
+    with pytest.raises(ValueError, match="batch_sizes"):
+        EnvConfig(batch_sizes=[0])
+    with pytest.raises(ValueError, match="spike_share"):
+        EnvConfig(spike_share=1.5)
+    with pytest.raises(ValueError, match="spike_factor"):
+        EnvConfig(spike_factor=0.5)
+    with pytest.raises(ValueError, match="actions.mode"):
+        ActionConfig(mode="drift")
     with pytest.raises(ValueError, match="instance_set='nope'"):
         TrainingEnv(instance_set="nope")

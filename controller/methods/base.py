@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from controller.baselines import OptunaConfig
 from controller.episodes import Decide, run_episode
 from env.training_env import EnvConfig, TrainingEnv
@@ -86,6 +88,7 @@ class RunRecord:
     wall_s: float
     run_steps: int  # optimiser steps of every model it trained (a population counts each member)
     search_cpu_s: float = 0.0  # CPU-seconds spent in the run beyond the model it delivers (PBT: the other members)
+    shrunk_share: float | None = None  # a policy's: the share of its decisions outside its training support
 
     @classmethod
     def from_checks(cls, cell: Cell, checks: list[dict], knob_trajectory: list[dict], **figures) -> "RunRecord":
@@ -157,14 +160,18 @@ class EpisodeMethod(Method):
         checks: list[dict] = []
         env.after_optimizer_step = (lambda tr: checks.append(free_run_check(tr))
                                     if tr.step_count % cell.eval_every == 0 else None)
+        kept: list[float] = []  # a policy's support checks
         started = time.perf_counter()
-        info, _ = run_episode(env, self.decider(spec, env), cell.instance, cell.seed)
+        info, _ = run_episode(env, self.decider(spec, env), cell.instance, cell.seed,
+                              on_decision=lambda n, info, curve: kept.append(info["support"]["keep"])
+                              if "support" in info else None)
         if not checks or checks[-1]["step"] != env.trainer.step_count:
             checks.append(free_run_check(env.trainer))
         env.close()
         return RunRecord.from_checks(cell, checks, info["knob_trajectory"], diverged=bool(info["diverged"]),
                                      rollbacks=info["rollbacks_total"], wall_s=time.perf_counter() - started,
-                                     run_steps=env.trainer.step_count)
+                                     run_steps=env.trainer.step_count,
+                                     shrunk_share=float(np.mean([k < 1 for k in kept])) if kept else None)
 
 
 def run_key(spec: Spec, cell: Cell) -> str:
