@@ -52,6 +52,7 @@ class CompareConfig:
     population_seeds: int = 1
     population_instances: int = 0
     model: str = "tiny"
+    batch_size: int = 0  # the batch size of every compared run; 0 = the policy's (or env's)
     episode_steps: int = 300  # optimiser steps of every compared run
     eval_every: int = 50  # optimiser steps between free-running checks on the test split
     workers: int = 2  # processes of one torch thread each
@@ -69,8 +70,8 @@ class CompareConfig:
     def __post_init__(self) -> None:
         for name in [*self.methods, self.reference]:
             get_method(name)
-        if not self.seeds or self.episode_steps < 1 or self.eval_every < 1 or self.workers < 1:
-            raise ValueError("seeds must be non-empty and episode_steps, eval_every and workers >= 1")
+        if not self.seeds or self.episode_steps < 1 or self.eval_every < 1 or self.workers < 1 or self.batch_size < 0:
+            raise ValueError("seeds must be non-empty, episode_steps, eval_every and workers >= 1 and batch_size >= 0")
         if self.budget_fractions and (self.reference not in self.methods or min(self.budget_fractions) <= 0
                                       or self.budget_seeds < 1):
             raise ValueError(f"budget_fractions (fractions > 0 of {self.reference!r}'s search cost) need "
@@ -86,7 +87,8 @@ def _env_configs(cfg: CompareConfig) -> tuple[EnvConfig, EnvConfig]:
     policy's own env config (observations must match): compared runs decide every K steps as
     ``deploy`` does, and search trials are from-scratch proxy runs as long as the policy's proxy horizon."""
     base = load_env_config(Path(cfg.policy)) if cfg.needs_policy else cfg.env
-    run_env = deployment_env_config(base, cfg.episode_steps, model=cfg.model, log_dir=None, threads=1)
+    trainer = dataclasses.replace(base.trainer, batch_size=cfg.batch_size or base.trainer.batch_size)
+    run_env = deployment_env_config(base, cfg.episode_steps, model=cfg.model, trainer=trainer, log_dir=None, threads=1)
     search_env = deployment_env_config(base, proxy_horizon(base), log_dir=None)
     return run_env, search_env
 

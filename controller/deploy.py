@@ -67,8 +67,9 @@ def deployment_env_config(trained: EnvConfig, max_steps: int, cadence: str = "fi
     k = trained.steps_per_action
     if cadence == "stretched":
         k = max(1, round(max_steps * k / proxy_horizon(trained)))
+    # A deployed run is one ordinary run: none of training's per-episode variation (batch sizes, spikes).
     return dataclasses.replace(trained, start="scratch", episode_steps=max_steps, steps_per_action=k, val_every=1,
-                               **overrides)
+                               batch_sizes=[], spike_share=0.0, **overrides)
 
 
 def load_policy(policy_dir: Path, env: TrainingEnv) -> tuple[PPO, VecNormalize]:

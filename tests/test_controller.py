@@ -63,6 +63,12 @@ def test_bank_trained_policy_is_evaluated_as_deployed_and_logs_episodes_by_start
     assert all(0 <= e["final_score"] <= 1 for e in episodes)
 
 
+def test_a_deployed_run_is_an_ordinary_run_without_trainings_variation():
+    trained = EnvConfig(batch_sizes=[8, 32], spike_share=0.25, start="bank")
+    deployed = deployment_env_config(trained, 1500)
+    assert (deployed.batch_sizes, deployed.spike_share, deployed.start) == ([], 0.0, "scratch")
+
+
 def test_a_policy_far_outside_its_training_support_falls_back_to_the_reference(tiny_env, tmp_path):
     env_cfg = dataclasses.replace(tiny_env(), actions=ActionConfig(mode="residual"))
     policy = train_controller(_cfg(tiny_env, tmp_path / "ctl", total_timesteps=16, env=env_cfg))

@@ -1,0 +1,48 @@
+"""The shifted-conditions benchmark end to end in quick mode, and its drift measure on known trajectories."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from controller.train import ControllerConfig, PPOConfig, train_controller
+from env.actions import ActionConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from shift import knob_at_bound_fraction  # noqa: E402
+
+
+def test_knob_at_bound_fraction_weighs_each_row_by_the_steps_it_holds():
+    space = ActionConfig()
+    rows = [{"step": 0, "lr": 1e-3, "ga_weight": 5.0, "dropout": 0.1, "r": 3, "tf_ratio": 1.0},
+            {"step": 100, "lr": 1e-5, "ga_weight": 0.0, "dropout": 0.1, "r": 3, "tf_ratio": 1.0},
+            {"step": 400, "lr": 2e-3, "ga_weight": 5.0, "dropout": 0.5, "r": 1, "tf_ratio": 0.3}]
+    shares = knob_at_bound_fraction([rows], 1000, space)
+    assert shares["lr"]["share"] == pytest.approx(0.9) and shares["ga_weight"]["share"] == pytest.approx(0.3)
+    assert shares["dropout"]["share"] == pytest.approx(0.6) and shares["r"]["share"] == pytest.approx(0.6)
+    # teacher forcing's reference, 1.0, is its upper bound: sitting there is the static choice
+    assert shares["tf_ratio"] == {"share": 1.0, "reference_at_bound": True}
+    assert not shares["lr"]["reference_at_bound"]
+
+
+@pytest.mark.slow
+def test_shift_quick_writes_every_condition_with_replay_among_the_baselines(tiny_env, tmp_path, cache_dir):
+    policy = train_controller(ControllerConfig(out_dir=str(tmp_path / "ctl"), total_timesteps=8, n_envs=1,
+                                               checkpoint_every=8, tensorboard=False,
+                                               env=tiny_env(actions=ActionConfig(mode="residual")),
+                                               ppo=PPOConfig(n_steps=8, batch_size=8, n_epochs=1)))
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "shift.py"), "--quick", "--conditions", "long,batch",
+           "--instance-set", "train", "--instances", "1", "--steps", "8", "--long-steps", "12", "--eval-every", "4",
+           "--batch-size", "2", "--policy", str(policy), "--out", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "shift.json").read_text())
+    assert result["conditions"] == ["long", "batch"]
+    baselines = {"static", "hand", "tuned_static", "optuna_tpe", "replay"}
+    for condition in result["conditions"]:
+        assert set(result[condition]["paired_by_instance"]) == baselines
+        assert {"mean", "std"} <= set(result[condition]["policy"]["cer"])
+    assert result["long"]["episode_steps"] == 12 and set(result["long"]["knob_at_bound_fraction"]) >= {"lr"}
+    assert (tmp_path / "shift.png").read_bytes()[:4] == b"\x89PNG"
