@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,7 @@ class CompareConfig:
     out_dir: str = "benchmarks/results"
     name: str = "compare"  # output files <name>.json/.md/*.png and the folder <name>_runs/
     search_dir: str = ""  # where obtained schedules are cached (shared between comparisons); default <name>_runs/
-    quick: bool = False  # smoke run: 1 instance, 1 seed, at most 60 steps, a 2-trial Optuna search
+    quick: bool = False  # smoke run: 1 instance and 1 dev instance, 1 seed, at most 60 steps, a 2-trial Optuna search
     # Anytime curves: every method's schedule at these fractions of the reference's search cost (Optuna's
     # best so far, the policy's checkpoints), each scored on the first `budget_seeds` seeds; empty = none.
     budget_fractions: list[float] = field(default_factory=list)
@@ -150,9 +151,12 @@ def _budget_points(cfg: CompareConfig, ctx: PrepareContext,
 
 
 def _quick(cfg: CompareConfig) -> CompareConfig:
+    # The smoke search is its 2 trials whatever they cost: a smoke policy's cost (seconds) is less than
+    # one trial's, and a budget nothing fits in fails the search.
     return dataclasses.replace(cfg, seeds=cfg.seeds[:1], episode_steps=min(cfg.episode_steps, 60),
                                eval_every=min(cfg.eval_every, 10),
-                               optuna=dataclasses.replace(cfg.optuna, n_trials=2, budget_steps=0))
+                               optuna=dataclasses.replace(cfg.optuna, n_trials=2, budget_steps=0,
+                                                          budget_cpu_s=math.inf))
 
 
 def compare(cfg: CompareConfig, progress: bool = True) -> dict:
@@ -165,7 +169,7 @@ def compare(cfg: CompareConfig, progress: bool = True) -> dict:
     started = time.time()
     ctx = PrepareContext(run_env=run_env, search_env=search_env,
                          policy=Path(cfg.policy) if cfg.needs_policy else None, optuna=cfg.optuna,
-                         dev_instances=load_instance_set(cfg.dev_set),
+                         dev_instances=load_instance_set(cfg.dev_set)[:1 if cfg.quick else None],
                          cache_dir=Path(cfg.search_dir) if cfg.search_dir else runs_dir)
     specs = {m: METHODS[m].obtain(ctx) for m in tqdm(cfg.methods, desc="obtaining schedules", disable=not progress)}
     cells = []

@@ -64,10 +64,13 @@ def test_every_method_keeps_the_contract(name, frozen_policy, tmp_path):
     assert len(cached) == 1 and method.obtain(ctx) == spec
 
     runs_dir = tmp_path / "runs"
-    cells = [(name, spec, instance, seed) for seed in (0, 1)]
+    # a population's run is a Ray Tune experiment (a minute or more): one seed, and resuming, which
+    # run_cells does alike for every method, is checked on the single-run methods
+    seeds = (0, 1) if method.population == 1 else (0,)
+    cells = [(name, spec, instance, seed) for seed in seeds]
     records = run_cells(cells, ctx.run_env, EVAL_EVERY, runs_dir, workers=1, progress=False)[name]
     # the record schema, with real figures
-    for record, seed in zip(records, (0, 1)):
+    for record, seed in zip(records, seeds):
         assert set(record) == {f.name for f in dataclasses.fields(RunRecord)} | {"run_key"}
         assert record["seed"] == seed and record["instance"] == instance
         assert record["run_steps"] == method.population * STEPS and not record["diverged"]
@@ -83,6 +86,8 @@ def test_every_method_keeps_the_contract(name, frozen_policy, tmp_path):
     assert run_key(spec, dataclasses.replace(cell, eval_every=1)) != run_key(spec, cell)
     assert run_key(dataclasses.replace(spec, search_steps=spec.search_steps + 1), cell) != run_key(spec, cell)
 
+    if method.population > 1:
+        return
     # a killed comparison resumes: the finished run is kept, the lost one runs again
     kept, lost = runs_dir / f"{name}__{instance.replace('/', '_')}__0.json", \
         runs_dir / f"{name}__{instance.replace('/', '_')}__1.json"
@@ -90,8 +95,7 @@ def test_every_method_keeps_the_contract(name, frozen_policy, tmp_path):
     lost.unlink()
     again = run_cells(cells, ctx.run_env, EVAL_EVERY, runs_dir, workers=1, progress=False)[name]
     assert kept.stat().st_mtime_ns == stamp and lost.is_file()
-    if method.population == 1:  # a single run is deterministic on one thread; a population's scheduling is not
-        assert again[1]["final"] == records[1]["final"]
+    assert again[1]["final"] == records[1]["final"]  # a single run is deterministic on one thread
     assert json.loads(kept.read_text())["final"] == records[0]["final"]
 
 

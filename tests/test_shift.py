@@ -1,4 +1,5 @@
 """The shifted-conditions benchmark end to end in quick mode, and its drift measure on known trajectories."""
+import argparse
 import json
 import subprocess
 import sys
@@ -8,10 +9,11 @@ import pytest
 
 from controller.train import ControllerConfig, PPOConfig, train_controller
 from env.actions import ActionConfig
+from env.instances import load_instance_set
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from shift import knob_at_bound_fraction  # noqa: E402
+from shift import CONDITIONS, condition_config, knob_at_bound_fraction  # noqa: E402
 
 
 def test_knob_at_bound_fraction_weighs_each_row_by_the_steps_it_holds():
@@ -27,19 +29,33 @@ def test_knob_at_bound_fraction_weighs_each_row_by_the_steps_it_holds():
     assert not shares["lr"]["reference_at_bound"]
 
 
+def test_each_condition_changes_only_what_it_names(tmp_path):
+    args = argparse.Namespace(instance_set="heldout", instances=2, policy="p", seeds=1, steps=1500, long_steps=5000,
+                              eval_every=100, workers=2, quick=False, batch_size=64, late_set="dev_late",
+                              unfamiliar_set="dev_unfamiliar")
+    configs = {name: condition_config(name, args, tmp_path) for name in CONDITIONS}
+    base = configs["small"]
+    assert base.model == "small" and base.data == load_instance_set("heldout")[:2] and base.episode_steps == 1500
+    assert configs["long"].episode_steps == 5000 and configs["long"].eval_every == 200
+    assert configs["batch"].batch_size == 64 and configs["batch"].model != "small"
+    assert configs["late"].data == load_instance_set("dev_late")
+    assert configs["unfamiliar"].data == load_instance_set("dev_unfamiliar")
+    assert len({c.name for c in configs.values()}) == len(CONDITIONS)
+
+
 @pytest.mark.slow
-def test_shift_quick_writes_every_condition_with_replay_among_the_baselines(tiny_env, tmp_path, cache_dir):
+def test_shift_quick_writes_its_json_with_replay_among_the_baselines(tiny_env, tmp_path, cache_dir):
     policy = train_controller(ControllerConfig(out_dir=str(tmp_path / "ctl"), total_timesteps=8, n_envs=1,
                                                checkpoint_every=8, tensorboard=False,
                                                env=tiny_env(actions=ActionConfig(mode="residual")),
                                                ppo=PPOConfig(n_steps=8, batch_size=8, n_epochs=1)))
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "shift.py"), "--quick", "--conditions", "long,batch",
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "shift.py"), "--quick", "--conditions", "long",
            "--instance-set", "train", "--instances", "1", "--steps", "8", "--long-steps", "12", "--eval-every", "4",
            "--batch-size", "2", "--policy", str(policy), "--out", str(tmp_path)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((tmp_path / "shift.json").read_text())
-    assert result["conditions"] == ["long", "batch"]
+    assert result["conditions"] == ["long"]
     baselines = {"static", "hand", "tuned_static", "optuna_tpe", "replay"}
     for condition in result["conditions"]:
         assert set(result[condition]["paired_by_instance"]) == baselines
