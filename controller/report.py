@@ -131,9 +131,19 @@ def summarise(runs: dict[str, list[dict]], specs: dict[str, dict], reference: st
             adjusted = holm({method: paired[metric]["p"] for method, paired in table.items()})
             for method, paired in table.items():
                 paired[metric]["holm_p"] = adjusted[method]
+    result["verdict"] = {method: verdict(paired["cer"]) for method, paired in result["paired_by_instance"].items()}
     result["runs"] = {m: [{k: v for k, v in r.items() if k not in ("curve", "knob_trajectory")} for r in rs]
                       for m, rs in runs.items()}
     return result
+
+
+def verdict(cer: dict, alpha: float = 0.05) -> str:
+    """The reference against one baseline on the headline (CER, one pair per voice, baseline − reference):
+    ``ahead`` or ``behind`` where the Holm-corrected p is below ``alpha``, ``tied`` otherwise (too few
+    voices to test is ``tied`` too: nothing shows a difference)."""
+    if cer["holm_p"] is None or cer["holm_p"] >= alpha:
+        return "tied"
+    return "ahead" if cer["delta_mean"] > 0 else "behind"
 
 
 def _run_hours(result: dict) -> float:
@@ -157,8 +167,8 @@ def _ci(d: dict, digits: int = 3) -> str:
     return f"{d['delta_mean']:+.{digits}f} [{d['ci95_low']:+.{digits}f}, {d['ci95_high']:+.{digits}f}]"
 
 
-PAIRED_HEADER = ("| baseline | CER | CER p (Holm) | MCD (dB) | GV | diagonality | stop rate | aligned | steps to align "
-                 "| score |\n|---|---|---|---|---|---|---|---|---|---|")
+PAIRED_HEADER = ("| baseline | CER | CER p (Holm) | verdict | MCD (dB) | GV | diagonality | stop rate | aligned "
+                 "| steps to align | score |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def _p(d: dict) -> str:
@@ -166,7 +176,8 @@ def _p(d: dict) -> str:
 
 
 def _paired_rows(paired: dict) -> list[str]:
-    return [f"| {m} | {_ci(d['cer'])} | {_p(d['cer'])} | {_ci(d['mcd_dtw_sl'], 2)} | {_ci(d['gv_ratio'], 2)} | "
+    return [f"| {m} | {_ci(d['cer'])} | {_p(d['cer'])} | {verdict(d['cer'])} | {_ci(d['mcd_dtw_sl'], 2)} | "
+            f"{_ci(d['gv_ratio'], 2)} | "
             f"{_ci(d['infer_diagonality'])} | {_ci(d['stop_rate'], 2)} | "
             f"{_ci(d['aligned'], 2)} | {_ci(d['steps_to_align'], 0)} | {_ci(d['score'])} |" for m, d in paired.items()]
 
@@ -197,7 +208,8 @@ def markdown_report(result: dict, title: str) -> str:
         ref = result["reference"]
         lines += ["", f"Paired differences baseline − {ref}, mean [95 % CI], with each instance's mean over seeds as "
                   "one pair (seeds of one instance are not independent); p: paired t-test, Holm-corrected across the "
-                  f"baselines. Positive CER / MCD / steps to align, or negative diagonality / aligned / score, favour {ref}.",
+                  f"baselines. Positive CER / MCD / steps to align, or negative diagonality / aligned / score, favour {ref}. "
+                  f"Verdict: {ref} ahead or behind where the CER's Holm-corrected p < 0.05, tied otherwise.",
                   "", PAIRED_HEADER]
         lines += _paired_rows(result["paired_by_instance"])
         if len(result["seeds"]) > 1:

@@ -6,7 +6,7 @@ import pytest
 from controller.baselines import (OptunaConfig, baseline_params, constant_schedule, optuna_search, parametric_schedule,
                                   schedule_from_params, search_within, study_name)
 from controller.compare import CompareConfig, compare
-from controller.report import markdown_report, summarise
+from controller.report import markdown_report, summarise, verdict
 from controller.statistics import censored_median, holm, mean_std, paired_ci
 from env.training_env import EnvConfig
 from tacotron.knobs import Knobs
@@ -183,6 +183,13 @@ def test_holm_adjusts_the_baselines_together_and_means_carry_intervals_over_voic
     assert mean_std([1.0])["ci95_low"] is None and mean_std([1.0])["std"] is None
 
 
+def test_verdict_needs_a_holm_corrected_difference():
+    assert verdict({"delta_mean": 0.2, "holm_p": 0.01}) == "ahead"
+    assert verdict({"delta_mean": -0.2, "holm_p": 0.01}) == "behind"
+    assert verdict({"delta_mean": 0.2, "holm_p": 0.2}) == "tied"
+    assert verdict({"delta_mean": 0.2, "holm_p": None}) == "tied"  # one voice: nothing to test
+
+
 def test_instance_level_pairs_average_each_instances_seeds():
     def record(instance, seed, cer):
         return {"instance": instance, "seed": seed, "steps_to_align": 300, "diverged": False, "run_steps": 1500,
@@ -201,6 +208,7 @@ def test_instance_level_pairs_average_each_instances_seeds():
     by_voice = result["paired_by_instance"]["static"]["cer"]
     assert by_voice["delta_mean"] == pytest.approx(0.2) and by_voice["ci95_low"] == pytest.approx(0.2)
     assert by_voice["p"] < 1e-12 and by_voice["holm_p"] == by_voice["p"]  # one baseline: Holm changes nothing
+    assert result["verdict"] == {"static": "ahead"}  # static's CER is higher on every voice
     report = markdown_report(result | {"meta": {"quick": False, "steps_per_action": 20, "eval_every": 100}}, "t")
     # the headline table pairs voices and comes first; the instance × seed table is secondary
     assert report.index("each instance's mean over seeds as one pair") < report.index("Secondary")
