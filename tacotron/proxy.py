@@ -79,13 +79,19 @@ def parse_instance(name: str, opts: ProxyOptions | None = None) -> ProxySpec:
     """'en-us+f3@180' -> ProxySpec(voice='en-us+f3', rate=180, **opts).
 
     An optional ':SEED' suffix ('en-gb-x-rp@175:1') picks the sentence seed, so held-out and test
-    instances speak other sentences than the training instances (which use ``opts.seed``).
+    instances speak other sentences than the training instances (which use ``opts.seed``); a further
+    ':MIN-MAX' ('en-us@170:4:8-12') the words per sentence (longer sentences align later).
     """
     voice, sep, rest = name.partition("@")
-    rate, colon, seed = rest.partition(":")
-    if not sep or not voice or not rate.isdigit() or (colon and not seed.isdigit()):
-        raise ValueError(f"instance {name!r} must look like 'VOICE@RATE' or 'VOICE@RATE:SEED', e.g. 'en-us@170'")
-    fields = asdict(opts or ProxyOptions()) | ({"seed": int(seed)} if colon else {})
+    rate, *suffix = rest.split(":")
+    seed, words = (suffix + ["", ""])[:2]
+    low, dash, high = words.partition("-")
+    if (not sep or not voice or not rate.isdigit() or len(suffix) > 2 or (suffix and not seed.isdigit())
+            or (len(suffix) == 2 and not (dash and low.isdigit() and high.isdigit()))):
+        raise ValueError(f"instance {name!r} must look like 'VOICE@RATE', 'VOICE@RATE:SEED' or "
+                         "'VOICE@RATE:SEED:MIN-MAX' (words per sentence), e.g. 'en-us@170' or 'en-us@170:4:8-12'")
+    fields = asdict(opts or ProxyOptions()) | ({"seed": int(seed)} if suffix else {})
+    fields |= {"min_words": int(low), "max_words": int(high)} if len(suffix) == 2 else {}
     return ProxySpec(voice=voice, rate=int(rate), **fields)
 
 

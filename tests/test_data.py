@@ -45,6 +45,18 @@ def test_bad_instance_names():
         parse_instance("en-us@5")
     with pytest.raises(ValueError, match="VOICE@RATE:SEED"):
         parse_instance("en-us@170:x")
+    for bad in ("en-us@170:1:8", "en-us@170:1:a-9", "en-us@170:1:2-3:4"):
+        with pytest.raises(ValueError, match="MIN-MAX"):
+            parse_instance(bad)
+    with pytest.raises(ValueError, match="min_words"):
+        parse_instance("en-us@170:1:9-8")
+
+
+def test_an_instance_may_set_its_sentence_length():
+    spec = parse_instance("en-us@170:4:8-12")
+    assert (spec.seed, spec.min_words, spec.max_words) == (4, 8, 12)
+    assert spec.dirname() != parse_instance("en-us@170:4").dirname()  # its own corpus
+    assert all(8 <= len(s.split()) <= 12 for s in make_sentences(20, spec.seed, spec.min_words, spec.max_words))
 
 
 def test_instance_sets_speak_disjoint_sentences_and_the_sealed_set_shares_no_voice_or_rate():
