@@ -138,9 +138,10 @@ def summarise(runs: dict[str, list[dict]], specs: dict[str, dict], reference: st
 
 
 def verdict(cer: dict, alpha: float = 0.05) -> str:
-    """The reference against one baseline on the headline (CER, one pair per voice, baseline − reference):
-    ``ahead`` or ``behind`` where the Holm-corrected p is below ``alpha``, ``tied`` otherwise (too few
-    voices to test is ``tied`` too: nothing shows a difference)."""
+    """The reference against one baseline on the CER pairs given (baseline − reference; the headline and
+    ``result["verdict"]`` use one pair per voice, the secondary table every run): ``ahead`` or ``behind``
+    where the Holm-corrected p is below ``alpha``, ``tied`` otherwise (too few pairs to test is ``tied``
+    too: nothing shows a difference)."""
     if cer["holm_p"] is None or cer["holm_p"] >= alpha:
         return "tied"
     return "ahead" if cer["delta_mean"] > 0 else "behind"
