@@ -6,16 +6,18 @@ scored on the test splits decoded free-running, search costs counted in full), e
 the policy with one pair per voice:
 
 * ``long``: --long-steps (5,000) step runs; the policy's bank runs are 1,500 steps;
+* ``longer``: --longer-steps (10,000) step runs of static, the replay and the policy only: does any knob
+  drift to a bound (the searches and hand are scored at 5,000 steps; 10,000 costs about 15 CPU-min a run);
 * ``small``: the small model; the policy trained on the tiny one;
 * ``batch``: batches of --batch-size (64); training drew 16 (or 8, 16 and 32);
-* ``late``: voices at rates far from any training rate (``--late-set``);
+* ``late``: voices speaking sentences of 8-12 words, which delay alignment about 2-3x (``--late-set``);
 * ``unfamiliar``: voices unlike every training voice: klatt, aged, robotic (``--unfamiliar-set``).
 
 Methods: static, hand, both multi-fidelity searches (within the policy's search cost), the policy's
 open-loop replay and the policy. Writes ``results/shift.{json,md,png}``: ``conditions``; per condition
 each method's figures as {mean, std, ci95_low, ci95_high}, ``paired_by_instance`` (baseline − policy,
-``replay`` among the baselines) and, for ``long``, ``knob_at_bound_fraction``: per knob the share of
-the policy's run steps at a bound of its range, and whether its reference sits at that bound too.
+``replay`` among the baselines) and, for ``long`` and ``longer``, ``knob_at_bound_fraction``: per knob
+the share of the policy's run steps at a bound of its range, and whether its reference sits there too.
 Runs resume from ``results/shift/``. Design on the dev sets; the sealed test set once, at the end.
 
     python benchmarks/shift.py --policy runs/reacting_policy/policy [--conditions long,small] [--quick]
@@ -42,7 +44,12 @@ from env.instances import load_instance_set  # noqa: E402
 from tacotron.knobs import KNOB_DEFS, KNOB_NAMES, KnobSpace  # noqa: E402
 
 METHODS = ["static", "hand", "tuned_static", "optuna_tpe", "replay", "policy"]
-CONDITIONS = ("long", "small", "batch", "late", "unfamiliar")
+CONDITIONS = ("long", "longer", "small", "batch", "late", "unfamiliar")
+LONG = ("long", "longer")  # the conditions whose knob trajectories are checked for drift to a bound
+
+
+def condition_methods(name: str) -> list[str]:
+    return ["static", "replay", "policy"] if name == "longer" else METHODS
 
 
 def knob_at_bound_fraction(trajectories: list[list[dict]], run_steps: int, space: KnobSpace) -> dict:
@@ -64,12 +71,13 @@ def knob_at_bound_fraction(trajectories: list[list[dict]], run_steps: int, space
 
 def condition_config(name: str, args: argparse.Namespace, out: Path) -> CompareConfig:
     dev = load_instance_set(args.instance_set)[:args.instances]
-    base = CompareConfig(methods=METHODS, policy=args.policy, data=dev, seeds=list(range(args.seeds)),
+    base = CompareConfig(methods=condition_methods(name), policy=args.policy, data=dev, seeds=list(range(args.seeds)),
                          episode_steps=args.steps, eval_every=args.eval_every, workers=args.workers,
                          out_dir=str(out), name=f"shift_{name}", search_dir=str(out / "searches"), quick=args.quick,
                          optuna=OptunaConfig(workers=args.workers))
-    if name == "long":
-        return replace(base, episode_steps=args.long_steps, eval_every=max(args.eval_every, args.long_steps // 25))
+    if name in LONG:
+        steps = args.long_steps if name == "long" else args.longer_steps
+        return replace(base, episode_steps=steps, eval_every=max(args.eval_every, steps // 25))
     if name == "small":
         return replace(base, model="small")
     if name == "batch":
@@ -78,16 +86,18 @@ def condition_config(name: str, args: argparse.Namespace, out: Path) -> CompareC
 
 
 def plot_conditions(result: dict, path: Path) -> None:
-    """Test CER of each method under each condition (mean with its 95 % interval over voices)."""
+    """Test CER of each method under each condition (mean with its 95 % interval over voices; a method a
+    condition does not run has no bar there)."""
     conditions = result["conditions"]
     fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(conditions)), 4))
     width = 0.8 / len(METHODS)
     for j, method in enumerate(METHODS):
-        stats = [result[c][method]["cer"] for c in conditions]
+        at = [i for i, c in enumerate(conditions) if method in result[c]["methods"]]
+        stats = [result[conditions[i]][method]["cer"] for i in at]
         means = [s["mean"] for s in stats]
         errors = [[m - (s["ci95_low"] if s["ci95_low"] is not None else m) for m, s in zip(means, stats)],
                   [(s["ci95_high"] if s["ci95_high"] is not None else m) - m for m, s in zip(means, stats)]]
-        ax.bar([i + j * width for i in range(len(conditions))], means, width, yerr=errors, capsize=2, label=method)
+        ax.bar([i + j * width for i in at], means, width, yerr=errors, capsize=2, label=method)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(conditions))], conditions)
     ax.set_ylabel("test CER (lower is better)")
     ax.legend(fontsize="small", ncol=3)
@@ -108,6 +118,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="seeds per voice")
     parser.add_argument("--steps", type=int, default=1500, help="optimiser steps of each run (long: --long-steps)")
     parser.add_argument("--long-steps", type=int, default=5000, help="optimiser steps of each long run")
+    parser.add_argument("--longer-steps", type=int, default=10000, help="optimiser steps of each longer run")
     parser.add_argument("--batch-size", type=int, default=64, help="the batch condition's batch size")
     parser.add_argument("--eval-every", type=int, default=100, help="steps between free-running test checks")
     parser.add_argument("--workers", type=int, default=2, help="runs (and search workers) in parallel, 1 thread each")
@@ -123,10 +134,10 @@ def main() -> None:
     for name in conditions:
         summary = compare(condition_config(name, args, out))
         combined[name] = {key: summary[key] for key in ("instances", "seeds", "model", "episode_steps", "methods",
-                                                         "paired_by_instance", *METHODS)}
-        if name == "long":
+                                                         "paired_by_instance", *condition_methods(name))}
+        if name in LONG:
             combined[name]["knob_at_bound_fraction"] = knob_at_bound_fraction(
-                [json.loads(p.read_text())["knob_trajectory"] for p in sorted((out / "shift_long_runs").glob(
+                [json.loads(p.read_text())["knob_trajectory"] for p in sorted((out / f"shift_{name}_runs").glob(
                     "policy__*.json"))], summary["episode_steps"], space)
     (results / "shift.json").write_text(json.dumps(combined, indent=2))
     (results / "shift.md").write_text("\n".join(markdown_report(json.loads((out / f"shift_{c}.json").read_text()),

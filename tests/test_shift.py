@@ -31,12 +31,14 @@ def test_knob_at_bound_fraction_weighs_each_row_by_the_steps_it_holds():
 
 def test_each_condition_changes_only_what_it_names(tmp_path):
     args = argparse.Namespace(instance_set="heldout", instances=2, policy="p", seeds=1, steps=1500, long_steps=5000,
+                              longer_steps=10000,
                               eval_every=100, workers=2, quick=False, batch_size=64, late_set="dev_late",
                               unfamiliar_set="dev_unfamiliar")
     configs = {name: condition_config(name, args, tmp_path) for name in CONDITIONS}
     base = configs["small"]
     assert base.model == "small" and base.data == load_instance_set("heldout")[:2] and base.episode_steps == 1500
     assert configs["long"].episode_steps == 5000 and configs["long"].eval_every == 200
+    assert configs["longer"].episode_steps == 10000 and configs["longer"].methods == ["static", "replay", "policy"]
     assert configs["batch"].batch_size == 64 and configs["batch"].model != "small"
     assert configs["late"].data == load_instance_set("dev_late")
     assert configs["unfamiliar"].data == load_instance_set("dev_unfamiliar")
