@@ -4,11 +4,13 @@ Two search spaces: ``schedule`` (a parametric schedule over the run) and ``const
 the best constant knobs), both derived from the run's knob space. A new study first runs static and
 the hand recipe as near as its space gets (``baseline_params``), so the search starts from what
 practitioners trust and never ends below static on its own score. Multi-fidelity (the default, as
-practitioners run Optuna): a trial reports its val composite score at every decision of a proxy run
-on the first training voice, Hyperband prunes the weak ones there, and survivors run every other
-training voice in full, reporting the mean final score after each; the search stops before a trial
-would take it past ``budget_cpu_s`` CPU-seconds (validation included; a trial's expected cost is the
-mean of those so far, pruned ones included). Single fidelity (before issue #28): every trial runs
+practitioners run Optuna): a trial first runs the cheap fidelity, a ``cheap_steps`` proxy run on the
+first training voice, reporting its val composite score at every decision, and Hyperband prunes the
+weak ones there; the trials among the best third at its end are promoted to full-length runs on every
+training voice, reporting the mean final score after each, and go on only while they stay among the
+best third (``LadderPruner``). The search stops before a trial would take it past ``budget_cpu_s``
+CPU-seconds (validation included; a trial's expected cost is the mean of those so far, pruned ones
+included). Single fidelity (before issue #28): every trial runs
 every training voice and reports once per voice, within ``budget_steps`` optimiser steps. Every trial
 records the optimiser steps and CPU-seconds it really spent (``user_attrs["steps"]``, ``["cpu_s"]``).
 Studies run in ``workers`` processes on one shared storage, and their names carry a content key of
@@ -66,6 +68,9 @@ class OptunaConfig:
     # the pruner's survivors go on to full runs on every other training voice; single: every trial runs
     # every voice and reports once per voice (the search before issue #28, kept as the *_1f methods).
     fidelity: str = "multi"
+    # The cheap fidelity's run length (the policy's episode length); at or above the full run's length,
+    # the first voice's full run is the cheap fidelity (the design of the 2026-11-30 scoring run).
+    cheap_steps: int = 300
     budget_cpu_s: float = 0.0  # CPU-seconds for the whole search; 0 = the policy's (multi-fidelity methods)
     budget_steps: int = 0  # optimiser steps for the whole search; 0 = the policy's (single-fidelity methods)
     n_trials: int = 0  # finished trials to stop at; 0 = no cap (the budget decides)
@@ -83,6 +88,8 @@ class OptunaConfig:
         for key in ("budget_cpu_s", "budget_steps", "n_trials", "n_startup_trials"):
             if getattr(self, key) < 0:
                 raise ValueError(f"optuna.{key}={getattr(self, key)} must be >= 0")
+        if self.cheap_steps < 1:
+            raise ValueError(f"optuna.cheap_steps={self.cheap_steps} must be >= 1")
         if self.workers < 1:
             raise ValueError(f"optuna.workers={self.workers} must be >= 1")
 
@@ -181,7 +188,8 @@ def study_name(prefix: str, sampler: str, space: str, cfg: OptunaConfig, env_cfg
     """``prefix-sampler-space-<hash>``: the hash covers the env, instances, sampler settings and seed
     (not the budget or trial cap, so a larger budget continues the same study)."""
     key = {"env": env_cfg, "instances": instances, "sampler": sampler, "space": space, "fidelity": cfg.fidelity,
-           "n_startup_trials": cfg.n_startup_trials, "pruner": cfg.pruner, "brackets": "one voice", "seed": cfg.seed}
+           "n_startup_trials": cfg.n_startup_trials, "pruner": cfg.pruner, "seed": cfg.seed,
+           "cheap_steps": cheap_steps(cfg, env_cfg) if cfg.fidelity == "multi" else None, "promotions": "ladder"}
     return f"{prefix}-{sampler}-{space}-{content_key(key)}"
 
 
@@ -204,19 +212,54 @@ def _out_of_budget(study: optuna.Study, cfg: OptunaConfig, trial_steps: int) -> 
     return bool(cfg.budget_steps) and spent_steps(study) + (running + 1) * trial_steps > cfg.budget_steps
 
 
+class LadderPruner(optuna.pruners.BasePruner):
+    """``inner`` (Hyperband) below step ``promote_at``, the cheap fidelity's end; from there on, successive
+    halving over every trial of the study: at each step it reports from ``promote_at`` on (the cheap run's
+    end, then each full-length voice), a trial goes on only while at most ``1/reduction_factor`` of the
+    trials that reported the same step, less one, did better. Static and hand always finish, so every
+    rung has a bar, and a promoted trial must beat both of them while fewer than six trials reached it.
+    Over every trial, not per Hyperband bracket: the few trials that reach a full-length voice, split
+    into brackets, would rarely meet another (the 2026-11-30 scoring run: benchmarks/results/README.md)."""
+
+    def __init__(self, inner: optuna.pruners.BasePruner, promote_at: int, reduction_factor: int = 3):
+        self.inner, self.promote_at, self.reduction_factor = inner, promote_at, reduction_factor
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None:
+            return False
+        if step < self.promote_at:
+            return self.inner.prune(study, trial)
+        value = trial.intermediate_values[step]
+        if not math.isfinite(value):
+            return True
+        peers = [t.intermediate_values[step] for t in study.get_trials(deepcopy=False)
+                 if t.number != trial.number and step in t.intermediate_values]
+        better = sum(v > value for v in peers)  # single-objective studies here maximise
+        return better >= max(1, (len(peers) + 1) // self.reduction_factor)
+
+
 def _pruner(cfg: OptunaConfig, env_cfg: EnvConfig, n_instances: int) -> optuna.pruners.BasePruner:
-    """Multi-fidelity trials report at optimiser steps (every decision of the first voice's run, then
-    after each further voice); single-fidelity ones once per voice. Hyperband's brackets span the cheap
-    fidelity, one voice's run: brackets up to every voice's runs let a trial of the patient brackets run
-    several voices before its first check, which the budget cannot afford (benchmarks/results/README.md)."""
-    if cfg.pruner == "hyperband":
-        if cfg.fidelity == "multi":
-            return optuna.pruners.HyperbandPruner(min_resource=env_cfg.steps_per_action,
-                                                  max_resource=env_cfg.episode_steps, reduction_factor=3)
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=n_instances, reduction_factor=3)
+    """Multi-fidelity trials report at optimiser steps (every decision of the cheap run, then after each
+    full-length voice); single-fidelity ones once per voice. Hyperband's brackets span the cheap fidelity
+    only: brackets up to every voice's runs let a trial of the patient brackets run several voices before
+    its first check, which the budget cannot afford (benchmarks/results/README.md); the promotions above
+    it are ``LadderPruner``'s."""
+    if cfg.pruner == "none":
+        return optuna.pruners.NopPruner()
     if cfg.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=cfg.n_startup_trials, n_warmup_steps=0)
-    return optuna.pruners.NopPruner()
+        inner = optuna.pruners.MedianPruner(n_startup_trials=cfg.n_startup_trials, n_warmup_steps=0)
+    elif cfg.fidelity == "multi":
+        inner = optuna.pruners.HyperbandPruner(min_resource=env_cfg.steps_per_action,
+                                               max_resource=cheap_steps(cfg, env_cfg), reduction_factor=3)
+    else:
+        inner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=n_instances, reduction_factor=3)
+    return LadderPruner(inner, cheap_steps(cfg, env_cfg)) if cfg.fidelity == "multi" else inner
+
+
+def cheap_steps(cfg: OptunaConfig, env_cfg: EnvConfig) -> int:
+    """The cheap fidelity's run length: ``cfg.cheap_steps``, at most the full run's."""
+    return min(cfg.cheap_steps, env_cfg.episode_steps)
 
 
 def baseline_params(space: str, knobs: KnobSpace) -> list[dict]:
@@ -241,7 +284,10 @@ def baseline_params(space: str, knobs: KnobSpace) -> list[dict]:
             for which in (0, 1)]
 
 
-def _objective(env: TrainingEnv, instances: list[str], space: str, pareto: bool, fidelity: str, seed: int):
+def _objective(env: TrainingEnv, cheap_env: TrainingEnv | None, instances: list[str], space: str, pareto: bool,
+               fidelity: str, seed: int):
+    """A trial: full-length runs (``env``) on every voice; multi-fidelity first runs the cheap fidelity on
+    the first voice, ``cheap_env``'s shorter run, or without one the first voice's full run."""
     def objective(trial: optuna.Trial) -> float | tuple[float, float]:
         schedule = schedule_from_params(space, SPACE_FNS[space][0](trial, env.cfg.actions))
         scores, cers, aligned_steps, steps = [], [], [], 0
@@ -258,20 +304,33 @@ def _objective(env: TrainingEnv, instances: list[str], space: str, pareto: bool,
                 if trial.should_prune() and "baseline" not in trial.user_attrs:
                     raise optuna.TrialPruned()
 
-        def each_decision(n: int, info: dict, curve: list[dict]) -> None:  # the cheap fidelity: one voice's run
-            report(info["score"], env.trainer.step_count, env.trainer.step_count)
-        for i, instance in enumerate(instances):
-            watch = each_decision if fidelity == "multi" and i == 0 else None
-            info, _ = run_episode(env, schedule_decider(schedule), instance, seed + trial.number, on_decision=watch)
-            steps += env.trainer.step_count
+        def record(info: dict) -> None:
             scores.append(info["final_score"] if math.isfinite(info["final_score"]) else 0.0)
             cers.append(info["val"]["infer_cer"])
             # A run that never aligns counts as twice the episode length.
             aligned_steps.append(info["steps_to_align"] or 2 * env.cfg.episode_steps)
+
+        full_from = 0  # the rung index the full-length voices' reports start after
+        if fidelity == "multi":
+            first = cheap_env or env
+            info, _ = run_episode(first, schedule_decider(schedule), instances[0], seed + trial.number,
+                                  on_decision=lambda n, info, curve: report(info["score"], first.trainer.step_count,
+                                                                            first.trainer.step_count))
+            steps = first.trainer.step_count
+            if steps < first.cfg.episode_steps:  # ended early (diverged): it still meets the promotion rung
+                report(info["score"], first.cfg.episode_steps, steps)
+            if cheap_env is None:
+                record(info)  # the first voice's full run was the cheap fidelity
+            else:
+                full_from = cheap_env.cfg.episode_steps
+        for i, instance in enumerate(instances[len(scores):], start=len(scores)):
+            info, _ = run_episode(env, schedule_decider(schedule), instance, seed + trial.number)
+            steps += env.trainer.step_count
+            record(info)
             if fidelity == "single":
                 report(float(np.mean(scores)), i, steps)
-            elif i > 0:  # promoted: the mean final score over the voices so far, at the steps spent
-                report(float(np.mean(scores)), steps, steps)
+            else:  # promoted: the mean final score over the voices so far
+                report(float(np.mean(scores)), full_from + (i + 1) * env.cfg.episode_steps, steps)
         trial.set_user_attr("cpu_s", (time.perf_counter() - started) * threads)
         return (float(np.mean(cers)), float(np.mean(aligned_steps))) if pareto else float(np.mean(scores))
     return objective
@@ -288,8 +347,11 @@ def _run_worker(sampler: str, space: str, cfg: OptunaConfig, env_cfg: EnvConfig,
     if _out_of_budget(study, cfg, trial_steps):
         return
     env = TrainingEnv(replace(env_cfg, instances=instances))
+    cheap = cheap_steps(cfg, env_cfg)
+    cheap_env = TrainingEnv(replace(env_cfg, instances=instances, episode_steps=cheap)) \
+        if cfg.fidelity == "multi" and cheap < env_cfg.episode_steps else None
     stop = lambda st, _: st.stop() if _out_of_budget(st, cfg, trial_steps) else None  # noqa: E731
-    objective = _objective(env, instances, space, multi, cfg.fidelity, cfg.seed)
+    objective = _objective(env, cheap_env, instances, space, multi, cfg.fidelity, cfg.seed)
     study.optimize(objective, callbacks=[stop], catch=())
     # A trial still running may be a killed worker's, which the cap counts: stay until it ends or its
     # heartbeat goes stale (it is then failed and queued again) and run what was queued, so it is not lost.
@@ -299,7 +361,9 @@ def _run_worker(sampler: str, space: str, cfg: OptunaConfig, env_cfg: EnvConfig,
         optuna.storages.fail_stale_trials(study)
         if not _out_of_budget(study, cfg, trial_steps):
             study.optimize(objective, callbacks=[stop], catch=())
-    env.close()
+    for e in (env, cheap_env):
+        if e is not None:
+            e.close()
 
 
 def optuna_search(sampler: str, cfg: OptunaConfig, env_cfg: EnvConfig, instances: list[str], prefix: str,

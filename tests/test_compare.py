@@ -3,8 +3,8 @@ import json
 import optuna
 import pytest
 
-from controller.baselines import (OptunaConfig, baseline_params, constant_schedule, optuna_search, parametric_schedule,
-                                  schedule_from_params, search_within, study_name)
+from controller.baselines import (LadderPruner, OptunaConfig, baseline_params, constant_schedule, optuna_search,
+                                  parametric_schedule, schedule_from_params, search_within, study_name)
 from controller.compare import CompareConfig, compare
 from controller.report import markdown_report, summarise, verdict
 from controller.statistics import censored_median, holm, mean_std, paired_ci
@@ -95,6 +95,36 @@ def test_multi_fidelity_search_starts_from_static_and_hand_and_keeps_to_its_cpu_
     assert study.best_value >= study.trials[0].value  # never below static on its own training score
     spent = sum(t.user_attrs["cpu_s"] for t in study.trials)
     assert 3 <= len(study.trials) and spent <= budget + max(t.user_attrs["cpu_s"] for t in study.trials)
+
+
+def test_a_shorter_cheap_run_comes_first_and_promoted_trials_report_after_each_full_voice(env_cfg, tmp_path,
+                                                                                          tiny_corpus_dir):
+    instances = [str(tiny_corpus_dir), str(tiny_corpus_dir)]
+    cfg = OptunaConfig(n_trials=2, cheap_steps=2, workers=1, storage=f"sqlite:///{tmp_path / 'cheap.db'}")
+    study = optuna_search("tpe", cfg, env_cfg, instances, "cheap", default_storage="unused")
+    for trial in study.trials:  # static and hand: the 2-step cheap run, then a 4-step run on each voice
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        assert sorted(trial.intermediate_values) == [2, 2 + 4, 2 + 8] and trial.user_attrs["steps"] == 2 + 8
+        assert trial.value == pytest.approx(trial.intermediate_values[10])  # the full runs' mean, not the cheap one
+    assert study_name("c", "tpe", "schedule", cfg, env_cfg, instances) != study_name(
+        "c", "tpe", "schedule", OptunaConfig(cheap_steps=4), env_cfg, instances)
+
+
+def test_ladder_pruner_promotes_only_the_best_third_of_every_trial_at_a_rung():
+    study = optuna.create_study(direction="maximize")
+    for v in (0.5, 0.6):  # static and hand, through the cheap rung (step 10)
+        study.add_trial(optuna.trial.create_trial(value=v, intermediate_values={2: v, 10: v}))
+    pruner = LadderPruner(optuna.pruners.NopPruner(), promote_at=10)
+
+    def pruned(values: dict) -> bool:
+        return pruner.prune(study, optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                                             intermediate_values=values))
+    assert not pruned({2: 0.0})  # below the promotion rung the inner pruner decides
+    assert pruned({2: 0.9, 10: 0.55}) and not pruned({2: 0.0, 10: 0.65})  # 3 at the rung: only the best goes on
+    assert pruned({10: float("nan")})
+    for v in (0.1, 0.2, 0.3):
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, intermediate_values={10: v}))
+    assert not pruned({10: 0.55}) and pruned({10: 0.45})  # 6 at the rung: the best two go on
 
 
 def test_study_resumes_and_its_name_changes_with_the_search(env_cfg, tmp_path):
