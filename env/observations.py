@@ -78,9 +78,10 @@ def run_features(step: int, aligned_at: int | None) -> dict[str, float]:
 
 
 def build_observation(window: list[StepStats], val: ValStats, knobs: Knobs, step: int, aligned_at: int | None,
-                      actions: ActionConfig) -> np.ndarray:
-    """Flat float32 vector in ``OBS_NAMES`` order."""
+                      actions: ActionConfig, blind: tuple[str, ...] | list[str] = ()) -> np.ndarray:
+    """Flat float32 vector in ``OBS_NAMES`` order; the features named in ``blind`` are held at 0."""
     features = window_features(window) | val_features(val) | run_features(step, aligned_at)
     features |= {name: actions.normalise(name, getattr(knobs, name)) for name in KNOB_NAMES}
+    features |= dict.fromkeys(blind, 0.0)
     obs = np.array([features[name] for name in OBS_NAMES], dtype=np.float32)
     return np.clip(np.nan_to_num(obs, nan=0.0, posinf=OBS_LIMIT, neginf=-OBS_LIMIT), -OBS_LIMIT, OBS_LIMIT)

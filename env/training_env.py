@@ -54,6 +54,9 @@ class EnvConfig(TrainingSetup):
     batch_sizes: list[int] = field(default_factory=list)
     spike_share: float = 0.0
     spike_factor: float = 30.0
+    # Observation features held at 0, so the policy cannot read them: ["log_step"] hides the step count,
+    # so its knobs can follow the run's state (alignment, losses, gradients) but not a clock.
+    blind: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -69,6 +72,8 @@ class EnvConfig(TrainingSetup):
         for key in ("divergence_rollback_share", "scratch_share", "refresh_share", "spike_share"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"{key}={getattr(self, key)} must be in [0, 1]")
+        if unknown := sorted(set(self.blind) - set(OBS_NAMES)):
+            raise ValueError(f"blind={unknown} are not observation features; choose from {list(OBS_NAMES)}")
         if self.scratch_share + self.refresh_share > 1.0:
             raise ValueError(f"scratch_share + refresh_share = {self.scratch_share + self.refresh_share} must be <= 1")
 
@@ -242,7 +247,8 @@ class TrainingEnv(gym.Env):
         with self.trainer.undone() as tr:
             n = min(self.cfg.steps_per_action, self._end_step - tr.step_count)
             window = [self._spiked_step(spike_factor)] + [tr.step() for _ in range(n - 1)] if n else []
-            return build_observation(window, self._val, tr.knobs, tr.step_count, self._aligned_at, self.cfg.actions)
+            return build_observation(window, self._val, tr.knobs, tr.step_count, self._aligned_at, self.cfg.actions,
+                                     self.cfg.blind)
 
     def _spiked_step(self, factor: float) -> StepStats:
         """One optimiser step at ``factor`` times the learning rate: a too-large step, as spikes the loss
@@ -256,7 +262,7 @@ class TrainingEnv(gym.Env):
 
     def _observe(self, window) -> np.ndarray:
         self._obs = build_observation(window, self._val, self.trainer.knobs, self.trainer.step_count,
-                                      self._aligned_at, self.cfg.actions)
+                                      self._aligned_at, self.cfg.actions, self.cfg.blind)
         return self._obs
 
     @property

@@ -180,6 +180,19 @@ def test_first_observation_flags_no_window_and_nothing_reads_the_runs_length(sma
     assert obs_short[OBS_NAMES.index("aligned")] == 0.0 and obs_short[OBS_NAMES.index("log_step")] == 0.0
 
 
+def test_a_blind_feature_reads_zero_and_an_unknown_one_is_a_clear_error(small_cfg, tiny_env):
+    i = OBS_NAMES.index("log_step")
+    seeing, blind = TrainingEnv(small_cfg), TrainingEnv(tiny_env(episode_steps=6, blind=["log_step"]))
+    zero = np.zeros(seeing.action_space.shape, np.float32)
+    for e in (seeing, blind):
+        e.reset(seed=0)
+    obs_seeing, obs_blind = seeing.step(zero)[0], blind.step(zero)[0]
+    assert obs_seeing[i] > 0 and obs_blind[i] == 0
+    np.testing.assert_allclose(np.delete(obs_seeing, i), np.delete(obs_blind, i), atol=1e-5)  # the same run
+    with pytest.raises(ValueError, match=r"blind=\['progress'\] are not observation features"):
+        tiny_env(blind=["progress"])
+
+
 # --- the pure action mapping -------------------------------------------------------------
 
 def test_relative_actions():
