@@ -2,11 +2,12 @@
 against the steps since its own alignment), each action's sensitivity to each observation feature
 (mean |∂action/∂observation| of the deterministic policy, on the normalised observations it met), its
 mean action before and after alignment was confirmed, and its counterfactuals: how its action moves in
-the same run state when alignment is confirmed or a loss spike hits (``counterfactuals``)."""
+the same run state when alignment is confirmed or a loss spike hits (``counterfactuals``; the states are
+saved in ``counterfactual_states.npz``)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +31,8 @@ from tacotron.knobs import KNOB_NAMES  # noqa: E402
 class ExplainConfig:
     policy: str = "runs/controller/policy"
     instance_set: str = "heldout"  # development voices: never the test set
+    # Overrides instance_set: instance names or LJSpeech paths, e.g. voices that align early and late.
+    data: list[str] = field(default_factory=list)
     episodes: int = 1
     max_steps: int = 1500  # each episode is a full run from scratch, deployed as `controller deploy` runs it
     out_dir: str = "runs/explain"
@@ -71,19 +74,25 @@ def plot_knobs_against_alignment(rows: list[dict], aligned_at: int | None, path:
     plt.close(fig)
 
 
-def counterfactuals(act: Callable[[np.ndarray], np.ndarray], obs: np.ndarray, env: TrainingEnv,
-                    spike_factor: float) -> dict[str, np.ndarray]:
-    """The policy's action (per active knob, in action units: > 0 raises the knob) when one fact about the
-    run changes and nothing else: alignment confirmed 100 steps ago against not yet confirmed, in the same
-    state; and a loss spike now against none, over the next window at the current knobs (``env.peek``)."""
+def counterfactual_states(obs: np.ndarray, env: TrainingEnv, spike_factor: float) -> dict[str, np.ndarray]:
+    """Pairs of observations that differ in one fact about the run and nothing else: alignment confirmed
+    100 steps ago against not yet confirmed, in the same state; and a loss spike now against none, over
+    the next window at the current knobs (``env.peek``)."""
     def with_alignment(aligned: bool) -> np.ndarray:
         flipped = obs.copy()
         flipped[OBS_NAMES.index("aligned")] = float(aligned)
         flipped[OBS_NAMES.index("log_steps_since_aligned")] = run_features(100, 0 if aligned else None)[
             "log_steps_since_aligned"]
         return flipped
-    return {"aligned_minus_unaligned": act(with_alignment(True)) - act(with_alignment(False)),
-            "spike_minus_calm": act(env.peek(spike_factor)) - act(env.peek())}
+    return {"aligned": with_alignment(True), "unaligned": with_alignment(False), "spike": env.peek(spike_factor),
+            "calm": env.peek()}
+
+
+def counterfactuals(act: Callable[[np.ndarray], np.ndarray], states: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The policy's action (per active knob, in action units: > 0 raises the knob) in each pair of
+    ``counterfactual_states`` (one pair, or a stack of them), one state minus the other."""
+    return {"aligned_minus_unaligned": act(states["aligned"]) - act(states["unaligned"]),
+            "spike_minus_calm": act(states["spike"]) - act(states["calm"])}
 
 
 def plot_knobs_since_alignment(runs: list[dict], path: Path) -> None:
@@ -115,19 +124,19 @@ def plot_knobs_since_alignment(runs: list[dict], path: Path) -> None:
 def explain(cfg: ExplainConfig) -> dict:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    instances = load_instance_set(cfg.instance_set)
+    instances = cfg.data or load_instance_set(cfg.instance_set)
     env = TrainingEnv(deployment_env_config(load_env_config(Path(cfg.policy)), cfg.max_steps, instances=instances,
                                             log_dir=None))
     model, stats = load_policy(Path(cfg.policy), env)
     act = policy_decider(model, stats)
-    seen, phases, runs, deltas = [], [], [], []
+    seen, phases, runs, states = [], [], [], []
 
     def raw_action(obs: np.ndarray) -> np.ndarray:  # the policy's own action, before any support shrink
         return model.predict(stats.normalize_obs(obs), deterministic=True)[0]
 
     def decide(obs, env):
         if len(seen) % cfg.counterfactual_every == 0:
-            deltas.append(counterfactuals(raw_action, obs, env, cfg.spike_factor))
+            states.append(counterfactual_states(obs, env, cfg.spike_factor))
         seen.append(obs)  # raw; normalised below with the same frozen statistics
         phases.append(env.aligned_at is not None)
         rows.append({"step": env.trainer.step_count, **env.trainer.knobs.as_dict(),
@@ -158,10 +167,13 @@ def explain(cfg: ExplainConfig) -> dict:
                     for phase, mask in (("before_aligned", ~aligned), ("after_aligned", aligned))}
                 for j, a in enumerate(actions)}
     top = {a: [features[i] for i in np.argsort(-sens[j])[:5]] for j, a in enumerate(actions)}
-    changes = {name: {a: float(np.mean([d[name][j] for d in deltas])) for j, a in enumerate(actions)}
-               for name in deltas[0]}
+    # The states themselves, so tests can ask a fixed policy checkpoint the same questions (tests/test_reactions.py).
+    stacked = {key: np.stack([s[key] for s in states]) for key in states[0]}
+    np.savez(out / "counterfactual_states.npz", **stacked)
+    deltas = counterfactuals(raw_action, stacked)
+    changes = {name: {a: float(delta[:, j].mean()) for j, a in enumerate(actions)} for name, delta in deltas.items()}
     result = {"top_features": top, "mean_action_by_phase": by_phase, "runs": runs,
-              "counterfactuals": changes | {"states": len(deltas), "spike_factor": cfg.spike_factor},
+              "counterfactuals": changes | {"states": len(states), "spike_factor": cfg.spike_factor},
               "sensitivity": {a: dict(zip(features, map(float, sens[j]))) for j, a in enumerate(actions)}}
     (out / "explain.json").write_text(json.dumps(result, indent=2))
     return result

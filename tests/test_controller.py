@@ -2,6 +2,7 @@ import dataclasses
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from stable_baselines3 import PPO
@@ -144,6 +145,8 @@ def test_explain_writes_sensitivity_and_trajectories(tiny_env, tmp_path):
         assert any(v != 0 for v in changes[name].values())
     for png in ("sensitivity.png", "alignment_0.png", "knobs_since_alignment.png"):
         assert (tmp_path / "ex" / png).read_bytes()[:4] == b"\x89PNG"
+    saved = np.load(tmp_path / "ex" / "counterfactual_states.npz")  # for tests on fixed checkpoints
+    assert sorted(saved) == ["aligned", "calm", "spike", "unaligned"] and saved["spike"].shape == (2, len(OBS_NAMES))
 
 
 def test_time_budget_stops_training_and_is_recorded(tiny_env, tmp_path):
