@@ -215,9 +215,10 @@ def _out_of_budget(study: optuna.Study, cfg: OptunaConfig, trial_steps: int) -> 
 class LadderPruner(optuna.pruners.BasePruner):
     """``inner`` (Hyperband) below step ``promote_at``, the cheap fidelity's end; from there on, successive
     halving over every trial of the study: at each step it reports from ``promote_at`` on (the cheap run's
-    end, then each full-length voice), a trial goes on only while at most ``1/reduction_factor`` of the
-    trials that reported the same step, less one, did better. Static and hand always finish, so every
-    rung has a bar, and a promoted trial must beat both of them while fewer than six trials reached it.
+    end, then each full-length voice), a trial goes on only while fewer than ``max(1, n // reduction_factor)``
+    of the ``n`` trials that reported that step (itself included) did better. Static and hand always
+    finish, so every rung has a bar, and a promoted trial must beat both of them while fewer than six
+    trials reached it.
     Over every trial, not per Hyperband bracket: the few trials that reach a full-length voice, split
     into brackets, would rarely meet another (the 2026-11-30 scoring run: benchmarks/results/README.md)."""
 
