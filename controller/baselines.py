@@ -41,6 +41,7 @@ from controller.episodes import run_episode, schedule_decider
 from env.training_env import EnvConfig, TrainingEnv
 from tacotron.keys import content_key
 from tacotron.knobs import KNOB_DEFS, KNOB_NAMES, Knobs, KnobSpace
+from tacotron.pool import as_worker
 from tacotron.schedules import HAND_GA_END, HAND_GA_START, HAND_LR_FINAL, HAND_LR_PEAK, Schedule
 
 log = logging.getLogger(__name__)
@@ -393,7 +394,7 @@ def optuna_search(sampler: str, cfg: OptunaConfig, env_cfg: EnvConfig, instances
         _run_worker(*args, 0)
     else:
         ctx = mp.get_context("spawn")
-        procs = [ctx.Process(target=_run_worker, args=(*args, w)) for w in range(cfg.workers)]
+        procs = [ctx.Process(target=as_worker, args=(_run_worker, *args, w)) for w in range(cfg.workers)]
         for p in procs:
             p.start()
         for p in procs:

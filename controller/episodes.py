@@ -21,17 +21,26 @@ def schedule_decider(schedule: Schedule) -> Decide:
     return decide
 
 
+def policy_action(model, vec_normalize=None) -> Callable[[np.ndarray], np.ndarray]:
+    """obs -> the policy's deterministic action, on the observation normalised with its frozen training
+    statistics (none: as given); no support shrink."""
+    if vec_normalize is None:
+        return lambda obs: model.predict(obs, deterministic=True)[0]
+    return lambda obs: model.predict(vec_normalize.normalize_obs(obs), deterministic=True)[0]
+
+
 def policy_decider(model, vec_normalize=None) -> Decide:
     """Deterministic PPO actions on observations normalised with frozen training statistics. Outside the
     support those statistics describe, the action shrinks towards 0 (``controller.support``); each
     decision's check is its info's ``support`` and, with TensorBoard, ``policy/support_keep``."""
+    act = policy_action(model, vec_normalize)
     if vec_normalize is None:
-        return lambda obs, env: env.step(model.predict(obs, deterministic=True)[0])
+        return lambda obs, env: env.step(act(obs))
     support = Support.of(vec_normalize)
 
     def decide(obs: np.ndarray, env: TrainingEnv) -> tuple:
         check = support.check(obs)
-        action = model.predict(vec_normalize.normalize_obs(obs), deterministic=True)[0] * np.float32(check["keep"])
+        action = act(obs) * np.float32(check["keep"])
         if env.trainer.logger:
             env.trainer.logger.writer.add_scalar("policy/support_keep", check["keep"], env.trainer.step_count)
         obs, reward, terminated, truncated, info = env.step(action)

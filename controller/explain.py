@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from controller.deploy import deployment_env_config, load_policy  # noqa: E402
-from controller.episodes import policy_decider, run_episode  # noqa: E402
+from controller.episodes import policy_action, policy_decider, run_episode  # noqa: E402
 from controller.policy_io import load_env_config  # noqa: E402
 from env.instances import load_instance_set  # noqa: E402
 from env.observations import OBS_NAMES, run_features  # noqa: E402
@@ -129,10 +129,8 @@ def explain(cfg: ExplainConfig) -> dict:
                                             log_dir=None))
     model, stats = load_policy(Path(cfg.policy), env)
     act = policy_decider(model, stats)
+    raw_action = policy_action(model, stats)  # the policy's own action, before any support shrink
     seen, phases, runs, states = [], [], [], []
-
-    def raw_action(obs: np.ndarray) -> np.ndarray:  # the policy's own action, before any support shrink
-        return model.predict(stats.normalize_obs(obs), deterministic=True)[0]
 
     def decide(obs, env):
         if len(seen) % cfg.counterfactual_every == 0:

@@ -48,6 +48,42 @@ def _kill_when(cmd: list[str], ready, timeout: float = 600) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
+def _proc_stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields after the command name (state, ppid, ...), or None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _spawned_workers(pid: int) -> list[int]:
+    """The live multiprocessing workers that ``pid`` spawned."""
+    return [int(d.name) for d in Path("/proc").glob("[0-9]*") if (s := _proc_stat(int(d.name))) and int(s[1]) == pid
+            and b"spawn_main" in (d / "cmdline").read_bytes()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_spawned_workers_exit_when_their_parent_is_killed():
+    """kill -9 of a benchmark's main process alone (not its group) leaves no worker holding a core."""
+    script = ("import time; from tacotron.pool import run_jobs; "
+              "run_jobs(time.sleep, [600, 600], workers=2, desc='sleep', progress=False)")
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(workers := _spawned_workers(parent.pid)) < 2:
+        assert time.monotonic() < deadline and parent.poll() is None, "the workers never started"
+        time.sleep(0.1)
+    time.sleep(1.0)  # both are inside their 600-s jobs
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while alive := [w for w in workers if (s := _proc_stat(w)) and s[0] not in "ZX"]:
+        if time.monotonic() > deadline:
+            for w in alive:
+                os.kill(w, signal.SIGKILL)
+            pytest.fail(f"workers {alive} outlived their killed parent by 30 s")
+        time.sleep(0.2)
+
+
 # --- kill -9, then resume ----------------------------------------------------------------------
 
 def _whole_and_killed_then_resumed(args: list[str], tmp_path: Path, kill_at: str) -> tuple[dict, dict]:

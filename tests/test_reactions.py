@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from controller.deploy import deployment_env_config, load_policy
+from controller.episodes import policy_action
 from controller.explain import counterfactuals
 from controller.policy_io import load_env_config
 from env.training_env import TrainingEnv
@@ -22,7 +23,7 @@ def reactions(tiny_corpus_dir) -> dict[str, dict[str, np.ndarray]]:
     env = TrainingEnv(deployment_env_config(load_env_config(POLICY), 100, instances=[str(tiny_corpus_dir)]))
     model, stats = load_policy(POLICY, env)
     states = dict(np.load(RESULTS / "explain" / "counterfactual_states.npz"))
-    deltas = counterfactuals(lambda obs: model.predict(stats.normalize_obs(obs), deterministic=True)[0], states)
+    deltas = counterfactuals(policy_action(model, stats), states)
     return {question: dict(zip(env.cfg.actions.active, delta.T)) for question, delta in deltas.items()}
 
 
