@@ -50,10 +50,14 @@ class EnvConfig(TrainingSetup):
     # What a fixed schedule cannot know in advance, drawn per episode: the batch size (from `batch_sizes`;
     # empty keeps the trainer's), and in a `spike_share` of episodes a loss spike at a random optimiser
     # step of the episode: one step at `spike_factor` times the learning rate (a too-large step; 30x
-    # about triples a trained tiny model's mel loss: docs/design.md).
+    # about triples a trained tiny model's mel loss: docs/design.md). With `spike_every` > 0 the run has
+    # passed its edge of stability there: every `spike_every`-th step after it spikes too while the LR
+    # is above `spike_calm_lr`, as practitioners read a spike (cut the LR or it comes back); 0: one spike.
     batch_sizes: list[int] = field(default_factory=list)
     spike_share: float = 0.0
     spike_factor: float = 30.0
+    spike_every: int = 0
+    spike_calm_lr: float = 5e-4
     # Observation features held at 0, so the policy cannot read them: ["log_step"] hides the step count,
     # so its knobs can follow the run's state (alignment, losses, gradients) but not a clock.
     blind: list[str] = field(default_factory=list)
@@ -69,6 +73,8 @@ class EnvConfig(TrainingSetup):
                 raise ValueError(f"{key}={getattr(self, key)} must be >= 1")
         if any(b < 1 for b in self.batch_sizes) or self.spike_factor < 1:
             raise ValueError(f"batch_sizes={self.batch_sizes} must be >= 1 and spike_factor={self.spike_factor} >= 1")
+        if self.spike_every < 0 or self.spike_calm_lr <= 0:
+            raise ValueError(f"spike_every={self.spike_every} must be >= 0 and spike_calm_lr={self.spike_calm_lr} > 0")
         for key in ("divergence_rollback_share", "scratch_share", "refresh_share", "spike_share"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"{key}={getattr(self, key)} must be in [0, 1]")
@@ -279,10 +285,19 @@ class TrainingEnv(gym.Env):
                 tr.set_knobs(self.cfg.actions.hold_frozen(knob_fn(tr.step_count), self._held))
             if i == 0:
                 self._trajectory.append({"step": tr.step_count, **tr.knobs.as_dict()})
-            window.append(self._spiked_step(self.cfg.spike_factor) if tr.step_count == self._spike_at else tr.step())
+            window.append(self._spiked_step(self.cfg.spike_factor) if self._spikes_now() else tr.step())
             if self.after_optimizer_step is not None:
                 self.after_optimizer_step(tr)
         return window
+
+    def _spikes_now(self) -> bool:
+        """Whether the next optimiser step is a loss spike: the episode's drawn step, and with ``spike_every``
+        every that many steps after it while the LR is above ``spike_calm_lr``."""
+        since = self.trainer.step_count - self._spike_at if self._spike_at is not None else -1
+        if since <= 0:
+            return since == 0
+        every = self.cfg.spike_every
+        return every > 0 and since % every == 0 and self.trainer.knobs.lr > self.cfg.spike_calm_lr
 
     def step(self, action):
         """Apply ``action`` (an array from the action space) to the knobs and run one window."""

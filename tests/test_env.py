@@ -140,6 +140,28 @@ def test_episodes_draw_their_batch_size_and_may_hit_a_loss_spike(small_cfg):
     assert spiked[:shown] == calm[:shown] and spiked[shown] != calm[shown]  # the same run until the spike
 
 
+def test_an_unstable_run_keeps_spiking_until_its_learning_rate_is_cut(tiny_env):
+    """With ``spike_every`` the drawn spike marks a run past its edge of stability: a spike every
+    ``spike_every`` steps after it while the LR stays above ``spike_calm_lr``, none once it is cut."""
+    cfg = tiny_env(episode_steps=12, spike_share=1.0, spike_every=2, actions=ActionConfig(mode="residual"))
+
+    def spiked_steps(lr_action: float) -> tuple[list[int], int]:
+        env = TrainingEnv(cfg)
+        _, info = env.reset(seed=0)
+        seen, spiked_step = [], env._spiked_step
+        env._spiked_step = lambda factor: seen.append(env.trainer.step_count) or spiked_step(factor)
+        action = np.zeros(len(cfg.actions.active), dtype=np.float32)
+        action[cfg.actions.active.index("lr")] = lr_action  # -1: the LR's lower bound, far below the calm LR
+        done = False
+        while not done:
+            *_, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+        return seen, info["spike_at"]
+    kept_up, at = spiked_steps(0.0)  # the reference LR, 1e-3, is above the calm 5e-4
+    assert at < 10 and kept_up == list(range(at, 12, 2))
+    assert spiked_steps(-1.0) == ([at], at)  # cut before the spike: it comes once and not again
+
+
 def test_peeking_at_a_spike_leaves_the_run_exactly_as_it_was(tiny_env):
     """``peek`` shows the next window under a counterfactual (a loss spike now) and undoes it. A spike
     needs a model that has learned something (from an untrained one a big step lowers the loss)."""
