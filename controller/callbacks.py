@@ -74,7 +74,8 @@ class TimeBudgetCallback(BaseCallback):
 
 class EpisodeLogCallback(BaseCallback):
     """Logs each finished training episode to TensorBoard, overall and by where it started (scratch,
-    bank or refreshed checkpoint; before or after alignment), and as a line of ``log_path``."""
+    bank or refreshed checkpoint; before or after alignment), and as a line of ``log_path`` with what
+    the episode drew (batch size, the step of its loss spike or null)."""
 
     def __init__(self, log_path: Path):
         super().__init__()
@@ -95,7 +96,8 @@ class EpisodeLogCallback(BaseCallback):
                 fh.write(json.dumps({"timesteps": self.num_timesteps, "instance": info["instance"], "start": start,
                                      "start_step": info["start_step"], "initial_score": info["initial_score"],
                                      "final_score": info["final_score"], "steps_to_align": info["steps_to_align"],
-                                     "diverged": info["diverged"]}) + "\n")
+                                     "diverged": info["diverged"], "batch_size": info["batch_size"],
+                                     "spike_at": info["spike_at"]}) + "\n")
         return True
 
 
