@@ -293,11 +293,10 @@ class TrainingEnv(gym.Env):
     def _spikes_now(self) -> bool:
         """Whether the next optimiser step is a loss spike: the episode's drawn step, and with ``spike_every``
         every that many steps after it while the LR is above ``spike_calm_lr``."""
-        since = self.trainer.step_count - self._spike_at if self._spike_at is not None else -1
-        if since <= 0:
-            return since == 0
-        every = self.cfg.spike_every
-        return every > 0 and since % every == 0 and self.trainer.knobs.lr > self.cfg.spike_calm_lr
+        if self._spike_at is None or self.trainer.step_count < self._spike_at:
+            return False
+        since, every = self.trainer.step_count - self._spike_at, self.cfg.spike_every
+        return since == 0 or (every > 0 and since % every == 0 and self.trainer.knobs.lr > self.cfg.spike_calm_lr)
 
     def step(self, action):
         """Apply ``action`` (an array from the action space) to the knobs and run one window."""
