@@ -36,10 +36,9 @@ def policy_decider(model, vec_normalize=None) -> Decide:
     act = policy_action(model, vec_normalize)
     if vec_normalize is None:
         return lambda obs, env: env.step(act(obs))
-    support = Support.of(vec_normalize)
 
     def decide(obs: np.ndarray, env: TrainingEnv) -> tuple:
-        check = support.check(obs)
+        check = Support.of(vec_normalize, env.obs_names).check(obs)
         action = act(obs) * np.float32(check["keep"])
         if env.trainer.logger:
             env.trainer.logger.writer.add_scalar("policy/support_keep", check["keep"], env.trainer.step_count)

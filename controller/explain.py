@@ -22,7 +22,7 @@ from controller.deploy import deployment_env_config, load_policy  # noqa: E402
 from controller.episodes import policy_action, policy_decider, run_episode  # noqa: E402
 from controller.policy_io import load_env_config  # noqa: E402
 from env.instances import load_instance_set  # noqa: E402
-from env.observations import OBS_NAMES, run_features  # noqa: E402
+from env.observations import run_features  # noqa: E402
 from env.training_env import TrainingEnv  # noqa: E402
 from tacotron.knobs import KNOB_NAMES  # noqa: E402
 
@@ -80,8 +80,8 @@ def counterfactual_states(obs: np.ndarray, env: TrainingEnv, spike_factor: float
     the next window at the current knobs (``env.peek``)."""
     def with_alignment(aligned: bool) -> np.ndarray:
         flipped = obs.copy()
-        flipped[OBS_NAMES.index("aligned")] = float(aligned)
-        flipped[OBS_NAMES.index("log_steps_since_aligned")] = run_features(100, 0 if aligned else None)[
+        flipped[env.obs_names.index("aligned")] = float(aligned)
+        flipped[env.obs_names.index("log_steps_since_aligned")] = run_features(100, 0 if aligned else None)[
             "log_steps_since_aligned"]
         return flipped
     return {"aligned": with_alignment(True), "unaligned": with_alignment(False), "spike": env.peek(spike_factor),

@@ -2,7 +2,8 @@
 
 ``model.zip`` (SB3 PPO), ``vecnormalize.pkl`` (observation/reward statistics) and
 ``env_config.json`` (the EnvConfig it was trained with, instance sets included) and
-``meta.json`` (env steps and training seconds so far, and the observation names it was trained on).
+``meta.json`` (env steps and training seconds so far, and the observation names it was trained on,
+which are also ``EnvConfig.observations``: a policy written before that field existed gets them from here).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def save_policy(model, directory: Path, env_cfg: EnvConfig, meta: dict | None = 
     if model.get_vec_normalize_env() is not None:
         model.get_vec_normalize_env().save(str(tmp / "vecnormalize.pkl"))
     (tmp / "env_config.json").write_text(json.dumps(dataclasses.asdict(env_cfg), indent=2))
-    (tmp / "meta.json").write_text(json.dumps({"num_timesteps": model.num_timesteps, "obs_names": list(OBS_NAMES),
+    (tmp / "meta.json").write_text(json.dumps({"num_timesteps": model.num_timesteps, "obs_names": list(env_cfg.observations),
                                                **(meta or {})}))
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(tmp, directory)
@@ -65,21 +66,24 @@ def load_policy_files(directory: Path, venv, **ppo_kwargs) -> tuple[PPO, VecNorm
 
 def _check_observation_names(directory: Path) -> None:
     """Same-shaped observations can mean other things (``val_infer_mel_score`` became
-    ``val_infer_intelligibility``): a policy reads only the observations it was trained on."""
+    ``val_infer_intelligibility``): a policy reads only observations that still exist. Features added
+    since it was trained are fine: its env emits the ones it names (``load_env_config``)."""
     names = load_meta(directory).get("obs_names")
     if names is None:
         raise ValueError(f"policy {directory} records no observation names: it predates the CER yardstick "
                          "(its val_infer_mel_score observation is gone); retrain it with controller train")
-    if names != list(OBS_NAMES):
-        changed = sorted(set(names) ^ set(OBS_NAMES)) or ["their order"]
-        raise ValueError(f"policy {directory} was trained on other observations (differing: {changed}); retrain it")
+    if gone := sorted(set(names) - set(OBS_NAMES)):
+        raise ValueError(f"policy {directory} was trained on observations that no longer exist ({gone}); retrain it")
 
 
 def load_env_config(directory: Path) -> EnvConfig:
     path = Path(directory) / "env_config.json"
     if not path.is_file():
         raise FileNotFoundError(f"{directory} is not a policy directory (no env_config.json)")
-    return env_config_from_dict(json.loads(path.read_text()))
+    values = json.loads(path.read_text())
+    if "observations" not in values and "obs_names" in (meta := load_meta(directory)):
+        values["observations"] = meta["obs_names"]  # written before EnvConfig.observations existed
+    return env_config_from_dict(values)
 
 
 def env_config_from_dict(values: dict) -> EnvConfig:

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from env.observations import OBS_NAMES
-
 INSIDE, OUTSIDE = 4.0, 8.0  # |z| where the action starts to shrink, and where none of it is left
 STD_FLOOR = 1e-2  # a feature constant in training is outside it only when it moves by a visible amount
 
@@ -24,12 +22,15 @@ STD_FLOOR = 1e-2  # a feature constant in training is outside it only when it mo
 class Support:
     mean: np.ndarray
     std: np.ndarray
+    names: list[str]
 
     @classmethod
-    def of(cls, vec_normalize) -> "Support":
-        """The support that ``vec_normalize``'s frozen training statistics describe."""
+    def of(cls, vec_normalize, names: list[str]) -> "Support":
+        """The support that ``vec_normalize``'s frozen training statistics describe, over the observation
+        features ``names``."""
         rms = vec_normalize.obs_rms
-        return cls(np.array(rms.mean, dtype=np.float64), np.maximum(np.sqrt(rms.var), STD_FLOOR))  # a copy: frozen
+        return cls(np.array(rms.mean, dtype=np.float64), np.maximum(np.sqrt(rms.var), STD_FLOOR),  # a copy: frozen
+                   list(names))
 
     def check(self, obs: np.ndarray) -> dict:
         """-> {"z": the largest |z| over the features, "feature": its name, "keep": the share of the
@@ -37,4 +38,4 @@ class Support:
         z = np.abs((np.asarray(obs, dtype=np.float64) - self.mean) / self.std)
         worst = int(np.argmax(z))
         keep = float(np.clip((OUTSIDE - z[worst]) / (OUTSIDE - INSIDE), 0.0, 1.0))
-        return {"z": float(z[worst]), "feature": OBS_NAMES[worst], "keep": keep}
+        return {"z": float(z[worst]), "feature": self.names[worst], "keep": keep}

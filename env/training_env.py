@@ -14,7 +14,7 @@ import numpy as np
 from env.actions import ActionConfig, apply_action
 from env.bank import BankConfig, bank_root, load_bank
 from env.instances import load_instance_set
-from env.observations import OBS_LIMIT, OBS_NAMES, build_observation
+from env.observations import OBS_LIMIT, OBS_NAMES, build_observation, window_log_mel
 from env.reward import RewardConfig, reward_parts
 from tacotron.data import Corpus
 from tacotron.knobs import KNOB_DEFS, Knobs
@@ -58,8 +58,11 @@ class EnvConfig(TrainingSetup):
     spike_factor: float = 30.0
     spike_every: int = 0
     spike_calm_lr: float = 5e-4
-    # Observation features held at 0, so the policy cannot read them: ["log_step"] hides the step count,
-    # so its knobs can follow the run's state (alignment, losses, gradients) but not a clock.
+    # The observation features, in order (``env.observations``): a policy's own list travels with it, so
+    # features added later do not change what an older policy reads. Those in `blind` are held at 0, so
+    # the policy cannot read them: ["log_step"] hides the step count, so its knobs can follow the run's
+    # state (alignment, losses, gradients) but not a clock.
+    observations: list[str] = field(default_factory=lambda: list(OBS_NAMES))
     blind: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -78,8 +81,12 @@ class EnvConfig(TrainingSetup):
         for key in ("divergence_rollback_share", "scratch_share", "refresh_share", "spike_share"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ValueError(f"{key}={getattr(self, key)} must be in [0, 1]")
-        if unknown := sorted(set(self.blind) - set(OBS_NAMES)):
-            raise ValueError(f"blind={unknown} are not observation features; choose from {list(OBS_NAMES)}")
+        if unknown := sorted(set(self.observations) - set(OBS_NAMES)):
+            raise ValueError(f"observations={unknown} are not observation features; choose from {list(OBS_NAMES)}")
+        if not self.observations or len(set(self.observations)) < len(self.observations):
+            raise ValueError(f"observations={self.observations} must name at least one feature, each once")
+        if unknown := sorted(set(self.blind) - set(self.observations)):
+            raise ValueError(f"blind={unknown} are not among the observations; choose from {self.observations}")
         if self.scratch_share + self.refresh_share > 1.0:
             raise ValueError(f"scratch_share + refresh_share = {self.scratch_share + self.refresh_share} must be <= 1")
 
@@ -97,8 +104,9 @@ class TrainingEnv(gym.Env):
     (r only steps down, and only once alignment is confirmed).
 
     ## Observation Space
-    ``Box(-10, 10, (len(OBS_NAMES),), float32)``; names in ``obs_names``, meanings in
-    ``env.observations`` (horizon-agnostic: no fraction of the run).
+    ``Box(-10, 10, (len(observations),), float32)``, the features ``EnvConfig.observations`` names (all
+    of ``OBS_NAMES`` by default; also in ``obs_names``), meanings in ``env.observations``
+    (horizon-agnostic: no fraction of the run).
 
     ## Rewards
     Potential-based on the composite validation score; see ``env.reward``.
@@ -125,8 +133,8 @@ class TrainingEnv(gym.Env):
     def __init__(self, config: EnvConfig | None = None, **overrides):
         self.cfg = dataclasses.replace(config or EnvConfig(), **overrides)
         self.instances = list(self.cfg.instances) or load_instance_set(self.cfg.instance_set)
-        self.obs_names = list(OBS_NAMES)
-        self.observation_space = gym.spaces.Box(-OBS_LIMIT, OBS_LIMIT, (len(OBS_NAMES),), np.float32)
+        self.obs_names = list(self.cfg.observations)
+        self.observation_space = gym.spaces.Box(-OBS_LIMIT, OBS_LIMIT, (len(self.obs_names),), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (len(self.cfg.actions.active),), np.float32)
         self._corpora: dict[str, Corpus] = {}
         self._episode = 0
@@ -165,6 +173,7 @@ class TrainingEnv(gym.Env):
             setup = dataclasses.replace(setup, trainer=dataclasses.replace(setup.trainer, batch_size=batch_size))
         self.trainer = build_trainer(setup, self._corpus(self.instance), log_dir, seed=run_seed)
         self._horizon, self._aligned_at, self.start_kind = self.cfg.episode_steps, None, "scratch"
+        self._best_log_mel = None  # the lowest window mel loss of this episode so far (log)
         if self._bank is not None:
             self._start_from_bank(run_seed)
         else:
@@ -227,7 +236,7 @@ class TrainingEnv(gym.Env):
         """Checkpoint the run with what the episode has measured (and the caller's JSON-able ``extra``)."""
         state = {"aligned_at": self._aligned_at, "initial_score": self._initial_score, "checks": self._checks,
                  "trajectory": self._trajectory, "env_steps": self._env_steps, "start": self._start,
-                 "obs": self._obs.tolist(), "held": self._held.as_dict()}
+                 "obs": self._obs.tolist(), "held": self._held.as_dict(), "best_log_mel": self._best_log_mel}
         self.trainer.save(path, (extra or {}) | {"episode": state})
 
     def resume_episode(self, path: Path) -> tuple[np.ndarray, dict]:
@@ -241,6 +250,7 @@ class TrainingEnv(gym.Env):
         self._trajectory, self._env_steps, self._start = state["trajectory"], state["env_steps"], state["start"]
         self._spike_at = self._start.get("spike_at")
         self._held = Knobs(**state["held"])
+        self._best_log_mel = state.get("best_log_mel")
         self._val = self.trainer.validate()  # deterministic: the validation the saved observation came from
         self._score = self.cfg.reward.score(self._val.infer)
         self._obs = np.array(state["obs"], dtype=np.float32)  # with the window features the kill lost
@@ -253,8 +263,7 @@ class TrainingEnv(gym.Env):
         with self.trainer.undone() as tr:
             n = min(self.cfg.steps_per_action, self._end_step - tr.step_count)
             window = [self._spiked_step(spike_factor)] + [tr.step() for _ in range(n - 1)] if n else []
-            return build_observation(window, self._val, tr.knobs, tr.step_count, self._aligned_at, self.cfg.actions,
-                                     self.cfg.blind)
+            return self._observation(window)
 
     def _spiked_step(self, factor: float) -> StepStats:
         """One optimiser step at ``factor`` times the learning rate: a too-large step, as spikes the loss
@@ -266,9 +275,15 @@ class TrainingEnv(gym.Env):
         finally:
             self.trainer.set_knobs(knobs)
 
-    def _observe(self, window) -> np.ndarray:
-        self._obs = build_observation(window, self._val, self.trainer.knobs, self.trainer.step_count,
-                                      self._aligned_at, self.cfg.actions, self.cfg.blind)
+    def _observation(self, window: list[StepStats]) -> np.ndarray:
+        return build_observation(window, self._val, self.trainer.knobs, self.trainer.step_count, self._aligned_at,
+                                 self.cfg.actions, self._best_log_mel, self.cfg.observations, self.cfg.blind)
+
+    def _observe(self, window: list[StepStats]) -> np.ndarray:
+        """The observation of a window just run, which then counts among the run's earlier windows."""
+        self._obs = self._observation(window)
+        if (log_mel := window_log_mel(window)) is not None:
+            self._best_log_mel = log_mel if self._best_log_mel is None else min(self._best_log_mel, log_mel)
         return self._obs
 
     @property

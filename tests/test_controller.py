@@ -75,7 +75,7 @@ def test_a_policy_far_outside_its_training_support_falls_back_to_the_reference(t
     policy = train_controller(_cfg(tiny_env, tmp_path / "ctl", total_timesteps=16, env=env_cfg))
     env = TrainingEnv(deployment_env_config(load_env_config(policy), 4, log_dir=None))
     model, stats = load_policy(policy, env)
-    support = Support.of(stats)
+    support = Support.of(stats, env.obs_names)
     assert support.check(stats.obs_rms.mean) | {"feature": None} == {"z": 0.0, "feature": None, "keep": 1.0}
     obs, _ = env.reset(seed=0)
     i = OBS_NAMES.index("log_grad_norm_mean")  # a gradient blow-up no training run showed

@@ -179,8 +179,10 @@ def test_peeking_at_a_spike_leaves_the_run_exactly_as_it_was(tiny_env):
     np.testing.assert_array_equal(plain, after)
     window = len(WINDOW_NAMES)  # a peek shows the window; it does not validate
     np.testing.assert_array_equal(calm[:window], plain[0][:window])  # the calm peek is the window that then ran
-    mel = OBS_NAMES.index("log_mel_mean")
+    mel, above = OBS_NAMES.index("log_mel_mean"), OBS_NAMES.index("log_mel_above_best")
     assert spiked[mel] > calm[mel] + 0.25  # the window's second step shows the spike
+    # ... and unlike early training's high loss, it lies above the run's best window so far
+    assert calm[above] < 0.05 and spiked[above] > calm[above] + 0.25
 
 
 def test_window_features_do_not_grow_with_the_window():
@@ -211,8 +213,24 @@ def test_a_blind_feature_reads_zero_and_an_unknown_one_is_a_clear_error(small_cf
     obs_seeing, obs_blind = seeing.step(zero)[0], blind.step(zero)[0]
     assert obs_seeing[i] > 0 and obs_blind[i] == 0
     np.testing.assert_allclose(np.delete(obs_seeing, i), np.delete(obs_blind, i), atol=1e-5)  # the same run
-    with pytest.raises(ValueError, match=r"blind=\['progress'\] are not observation features"):
+    with pytest.raises(ValueError, match=r"blind=\['progress'\] are not among the observations"):
         tiny_env(blind=["progress"])
+
+
+def test_an_env_emits_the_observations_it_names_in_their_order(small_cfg):
+    """A policy's own feature list travels with it (``EnvConfig.observations``): its env emits exactly those."""
+    names = ["log_mel_above_best", "aligned", "log_mel_mean"]
+    full, chosen = TrainingEnv(small_cfg), TrainingEnv(small_cfg, observations=names)
+    assert chosen.observation_space.shape == (3,) and chosen.obs_names == names
+    zero = np.zeros(full.action_space.shape, np.float32)
+    for e in (full, chosen):
+        e.reset(seed=0)
+    obs_full, obs_chosen = full.step(zero)[0], chosen.step(zero)[0]
+    np.testing.assert_allclose(obs_chosen, obs_full[[OBS_NAMES.index(n) for n in names]], atol=1e-5)
+    with pytest.raises(ValueError, match=r"observations=\['progress'\] are not observation features"):
+        TrainingEnv(small_cfg, observations=["aligned", "progress"])
+    with pytest.raises(ValueError, match="each once"):
+        TrainingEnv(small_cfg, observations=["aligned", "aligned"])
 
 
 # --- the pure action mapping -------------------------------------------------------------

@@ -249,17 +249,19 @@ def test_injected_nan_and_inf_roll_back_and_saved_weights_stay_finite(tiny_corpu
         assert all(torch.isfinite(t).all() for t in state["model"].values() if t.is_floating_point()), path
 
 
-class _ThirtyFeatureEnv(gym.Env):
-    """Stands for the env of a policy trained before the observation changed (30 features, not today's)."""
+class _FeatureEnv(gym.Env):
+    """Stands for the env of a policy trained on other observations: ``n`` features."""
 
-    observation_space = gym.spaces.Box(-1, 1, (30,), np.float32)
     action_space = gym.spaces.Box(-1, 1, (5,), np.float32)
 
+    def __init__(self, n: int):
+        self.observation_space = gym.spaces.Box(-1, 1, (n,), np.float32)
+
     def reset(self, *, seed=None, options=None):
-        return np.zeros(30, np.float32), {}
+        return np.zeros(self.observation_space.shape, np.float32), {}
 
     def step(self, action):
-        return np.zeros(30, np.float32), 0.0, False, True, {}
+        return np.zeros(self.observation_space.shape, np.float32), 0.0, False, True, {}
 
 
 def test_policy_from_another_observation_space_is_refused(tiny_policy, tmp_path, tiny_corpus_dir):
@@ -268,11 +270,36 @@ def test_policy_from_another_observation_space_is_refused(tiny_policy, tmp_path,
 
     from controller.deploy import DeployConfig, deploy
     from controller.policy_io import load_env_config, save_policy
-    old = PPO("MlpPolicy", VecNormalize(DummyVecEnv([_ThirtyFeatureEnv])), n_steps=8, batch_size=8)
-    save_policy(old, tmp_path / "old", load_env_config(tiny_policy))
+    old = PPO("MlpPolicy", VecNormalize(DummyVecEnv([lambda: _FeatureEnv(30)])), n_steps=8, batch_size=8)
+    save_policy(old, tmp_path / "old", load_env_config(tiny_policy))  # names today's features: 30 do not fit
     with pytest.raises(ValueError, match="expects observation shape"):
         deploy(DeployConfig(policy=str(tmp_path / "old"), data=str(tiny_corpus_dir), max_steps=2,
                             out_dir=str(tmp_path / "d"), tensorboard=False), progress=False)
+
+
+def test_a_policy_trained_before_a_feature_was_added_reads_the_features_it_knows(tiny_policy, tmp_path,
+                                                                                 tiny_corpus_dir):
+    """Its env_config.json predates ``EnvConfig.observations``, so its features come from meta.json."""
+    import dataclasses
+    import json
+
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from controller.deploy import DeployConfig, deploy
+    from controller.policy_io import load_env_config, save_policy
+    from env.observations import OBS_NAMES
+    known = [name for name in OBS_NAMES if name != "log_mel_above_best"]
+    old = PPO("MlpPolicy", VecNormalize(DummyVecEnv([lambda: _FeatureEnv(len(known))])), n_steps=8, batch_size=8)
+    save_policy(old, tmp_path / "old", dataclasses.replace(load_env_config(tiny_policy), observations=known))
+    config_path = tmp_path / "old" / "env_config.json"
+    config = json.loads(config_path.read_text())
+    del config["observations"]
+    config_path.write_text(json.dumps(config))
+    assert load_env_config(tmp_path / "old").observations == known
+    summary = deploy(DeployConfig(policy=str(tmp_path / "old"), data=str(tiny_corpus_dir), max_steps=4,
+                                  out_dir=str(tmp_path / "d"), tensorboard=False), progress=False)
+    assert summary["max_steps"] == 4 and summary["furthest_outside"]["feature"] in known
 
 
 def test_policy_trained_on_observations_of_another_meaning_is_refused(tiny_policy, tmp_path, tiny_corpus_dir):
