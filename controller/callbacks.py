@@ -75,7 +75,7 @@ class TimeBudgetCallback(BaseCallback):
 class EpisodeLogCallback(BaseCallback):
     """Logs each finished training episode to TensorBoard, overall and by where it started (scratch,
     bank or refreshed checkpoint; before or after alignment), and as a line of ``log_path`` with what
-    the episode drew (batch size, the step of its loss spike or null)."""
+    the episode drew (batch size, the step of its loss spike or null) and how many spiked steps it took."""
 
     def __init__(self, log_path: Path):
         super().__init__()
@@ -97,7 +97,7 @@ class EpisodeLogCallback(BaseCallback):
                                      "start_step": info["start_step"], "initial_score": info["initial_score"],
                                      "final_score": info["final_score"], "steps_to_align": info["steps_to_align"],
                                      "diverged": info["diverged"], "batch_size": info["batch_size"],
-                                     "spike_at": info["spike_at"]}) + "\n")
+                                     "spike_at": info["spike_at"], "spikes": len(info["spiked_steps"])}) + "\n")
         return True
 
 

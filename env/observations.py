@@ -5,8 +5,9 @@ does not grow with the window's length, and nothing is a fraction of the run, so
 300-step proxy episodes reads a 1,500- or 100k-step run the same way. The run's state is what a
 practitioner watching it knows: whether alignment is confirmed, log step counts (since the start and
 since alignment; training dynamics, unlike the run's length, are measured in steps), and how far the
-window's mel loss lies above the best window of the run so far (0 while the loss keeps falling, about
-log 3 after a spike that triples it: early training has a high loss too, but not one above its best).
+window's mel loss lies above the best window of the run so far (0 while the loss keeps falling; after
+one 30x-LR step, 0.19 on average over a 20-step window, against at most 0.02 without it, in the
+v3 reacting policy's dev states: early training has a high loss too, but not one above its best).
 An env emits the features its ``EnvConfig.observations`` names, in that order (by default all of
 ``OBS_NAMES``), so a policy trained before a feature was added reads the ones it was trained on.
 ``has_window`` is 0 on the first observation of an episode, whose window features are placeholders.

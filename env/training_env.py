@@ -184,6 +184,7 @@ class TrainingEnv(gym.Env):
                                                                self._horizon)
         spiked = self.cfg.spike_share > 0 and self.np_random.random() < self.cfg.spike_share
         self._spike_at = int(self.np_random.integers(self.trainer.step_count, self._end_step)) if spiked else None
+        self._spiked_steps: list[int] = []
         self._val = self.trainer.validate()
         self._score = self._initial_score = self.cfg.reward.score(self._val.infer)
         self._env_steps = 0
@@ -236,7 +237,8 @@ class TrainingEnv(gym.Env):
         """Checkpoint the run with what the episode has measured (and the caller's JSON-able ``extra``)."""
         state = {"aligned_at": self._aligned_at, "initial_score": self._initial_score, "checks": self._checks,
                  "trajectory": self._trajectory, "env_steps": self._env_steps, "start": self._start,
-                 "obs": self._obs.tolist(), "held": self._held.as_dict(), "best_log_mel": self._best_log_mel}
+                 "obs": self._obs.tolist(), "held": self._held.as_dict(), "best_log_mel": self._best_log_mel,
+                 "spiked_steps": self._spiked_steps}
         self.trainer.save(path, (extra or {}) | {"episode": state})
 
     def resume_episode(self, path: Path) -> tuple[np.ndarray, dict]:
@@ -250,7 +252,7 @@ class TrainingEnv(gym.Env):
         self._trajectory, self._env_steps, self._start = state["trajectory"], state["env_steps"], state["start"]
         self._spike_at = self._start.get("spike_at")
         self._held = Knobs(**state["held"])
-        self._best_log_mel = state.get("best_log_mel")
+        self._best_log_mel, self._spiked_steps = state.get("best_log_mel"), state.get("spiked_steps", [])
         self._val = self.trainer.validate()  # deterministic: the validation the saved observation came from
         self._score = self.cfg.reward.score(self._val.infer)
         self._obs = np.array(state["obs"], dtype=np.float32)  # with the window features the kill lost
@@ -300,7 +302,11 @@ class TrainingEnv(gym.Env):
                 tr.set_knobs(self.cfg.actions.hold_frozen(knob_fn(tr.step_count), self._held))
             if i == 0:
                 self._trajectory.append({"step": tr.step_count, **tr.knobs.as_dict()})
-            window.append(self._spiked_step(self.cfg.spike_factor) if self._spikes_now() else tr.step())
+            if self._spikes_now():
+                self._spiked_steps.append(tr.step_count)
+                window.append(self._spiked_step(self.cfg.spike_factor))
+            else:
+                window.append(tr.step())
             if self.after_optimizer_step is not None:
                 self.after_optimizer_step(tr)
         return window
@@ -356,7 +362,8 @@ class TrainingEnv(gym.Env):
         if terminated or truncated:
             info |= {"final_score": self._score, "initial_score": self._initial_score,
                      "steps_to_align": self._aligned_at, "knob_trajectory": list(self._trajectory),
-                     "diverged": diverged, "rollbacks_total": tr.rollbacks, **self._start}
+                     "diverged": diverged, "rollbacks_total": tr.rollbacks, "spiked_steps": list(self._spiked_steps),
+                     **self._start}
             if truncated and self.cfg.refresh_share > 0:
                 self._refresh_bank()
         if tr.logger:

@@ -61,7 +61,8 @@ def test_bank_trained_policy_is_evaluated_as_deployed_and_logs_episodes_by_start
     assert [e["timesteps"] for e in evals] == [8, 16] and len(evals[0]["final_scores"]) == 3
     episodes = [json.loads(line) for line in (tmp_path / "ctl" / "episodes.jsonl").read_text().splitlines()]
     assert episodes and {e["start"] for e in episodes} <= {"scratch_unaligned", "bank_unaligned", "bank_aligned"}
-    assert all(0 <= e["final_score"] <= 1 and e["batch_size"] == 4 and e["spike_at"] is None for e in episodes)
+    assert all(0 <= e["final_score"] <= 1 and e["batch_size"] == 4 and e["spike_at"] is None
+               and e["spikes"] == 0 for e in episodes)
 
 
 def test_a_deployed_run_is_an_ordinary_run_without_trainings_variation():

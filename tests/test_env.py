@@ -148,15 +148,14 @@ def test_an_unstable_run_keeps_spiking_until_its_learning_rate_is_cut(tiny_env):
     def spiked_steps(lr_action: float) -> tuple[list[int], int]:
         env = TrainingEnv(cfg)
         _, info = env.reset(seed=0)
-        seen, spiked_step = [], env._spiked_step
-        env._spiked_step = lambda factor: seen.append(env.trainer.step_count) or spiked_step(factor)
+        spike_at = info["spike_at"]
         action = np.zeros(len(cfg.actions.active), dtype=np.float32)
         action[cfg.actions.active.index("lr")] = lr_action  # -1: the LR's lower bound, far below the calm LR
         done = False
         while not done:
-            *_, terminated, truncated, _ = env.step(action)
+            *_, terminated, truncated, info = env.step(action)
             done = terminated or truncated
-        return seen, info["spike_at"]
+        return info["spiked_steps"], spike_at
     kept_up, at = spiked_steps(0.0)  # the reference LR, 1e-3, is above the calm 5e-4
     assert at < 10 and kept_up == list(range(at, 12, 2))
     assert spiked_steps(-1.0) == ([at], at)  # cut before the spike: it comes once and not again

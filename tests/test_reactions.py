@@ -1,7 +1,11 @@
-"""Does the committed reacting policy react as practitioners would (issue #29)? Counterfactual questions
-asked of a fixed checkpoint (``benchmarks/results/reacting_policy/policy``) on the dev-run states that
-``controller explain`` saved beside it (``explain/counterfactual_states.npz``): each pair of states differs
-in one fact about the run and nothing else. Retraining the policy means rerunning explain, then these."""
+"""Do the committed reacting policies react as practitioners would (issue #29)? Counterfactual questions
+asked of fixed checkpoints (``benchmarks/results/<policy>/policy``) on the dev-run states that
+``controller explain`` saved beside each (``explain/counterfactual_states.npz``): each pair of states
+differs in one fact about the run and nothing else. Retraining a policy means rerunning explain, then these.
+
+Two policies, one config (``controller/reacting_policy``) at two stages: ``reacting_policy`` (v2, without
+the ``log_mel_above_best`` observation, unstable runs in 30 % of episodes) and ``reacting_policy_v3``
+(with it, unstable runs in half). Neither learned both reactions in its 30 PPO episodes."""
 from pathlib import Path
 
 import numpy as np
@@ -13,29 +17,41 @@ from controller.explain import counterfactuals
 from controller.policy_io import load_env_config
 from env.training_env import TrainingEnv
 
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "reacting_policy"
-POLICY = RESULTS / "policy"
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+V2, V3 = "reacting_policy", "reacting_policy_v3"
+
+
+def _missed(policy: str, reason: str):
+    return pytest.param(policy, marks=pytest.mark.xfail(strict=True, reason=reason))
 
 
 @pytest.fixture(scope="module")
-def reactions(tiny_corpus_dir) -> dict[str, dict[str, np.ndarray]]:
-    """{question: {knob: the action's change in each saved state}}; > 0 raises the knob."""
-    env = TrainingEnv(deployment_env_config(load_env_config(POLICY), 100, instances=[str(tiny_corpus_dir)]))
-    model, stats = load_policy(POLICY, env)
-    states = dict(np.load(RESULTS / "explain" / "counterfactual_states.npz"))
-    deltas = counterfactuals(policy_action(model, stats), states)
-    return {question: dict(zip(env.cfg.actions.active, delta.T)) for question, delta in deltas.items()}
+def reactions(tiny_corpus_dir):
+    """policy -> {question: {knob: the action's change in each saved state}}; > 0 raises the knob."""
+    cache = {}
+
+    def of(name: str) -> dict[str, dict[str, np.ndarray]]:
+        if name not in cache:
+            policy = RESULTS / name / "policy"
+            env = TrainingEnv(deployment_env_config(load_env_config(policy), 100, instances=[str(tiny_corpus_dir)]))
+            model, stats = load_policy(policy, env)
+            states = dict(np.load(RESULTS / name / "explain" / "counterfactual_states.npz"))
+            deltas = counterfactuals(policy_action(model, stats), states)
+            cache[name] = {q: dict(zip(env.cfg.actions.active, delta.T)) for q, delta in deltas.items()}
+        return cache[name]
+    return of
 
 
-def test_confirmed_alignment_releases_guided_attention(reactions):
+@pytest.mark.parametrize("policy", [V2, _missed(V3, "the 2026-11-30 v3 policy barely reads the alignment flag "
+                                                   "(+0.015 guided-attention action units, lowered in 2 of 30 states)")])
+def test_confirmed_alignment_releases_guided_attention(reactions, policy):
     """Practitioners keep guided attention up until the attention is diagonal, then let it go."""
-    change = reactions["aligned_minus_unaligned"]["ga_weight"]
-    assert change.mean() < -0.1 and (change < 0).all()  # 2026-11-30: -0.155, in all 30 states
+    change = reactions(policy)["aligned_minus_unaligned"]["ga_weight"]
+    assert change.mean() < -0.1 and (change < 0).all()  # 2026-11-30, v2: -0.155, in all 30 states
 
 
-@pytest.mark.xfail(strict=True, reason="the 2026-11-30 reacting policy raises the LR after a 30x spike "
-                                       "(+0.046 action units, in 26 of 30 states), though trained on runs whose "
-                                       "spike comes back until the LR is cut: one of issue #29's misses")
-def test_a_loss_spike_cuts_the_learning_rate(reactions):
-    change = reactions["spike_minus_calm"]["lr"]
-    assert change.mean() < 0 and (change < 0).mean() >= 0.8
+@pytest.mark.parametrize("policy", [_missed(V2, "the 2026-11-30 v2 policy raises the LR after a 30x spike (+0.046 "
+                                                "action units, in 26 of 30 states)"), V3])
+def test_a_loss_spike_cuts_the_learning_rate(reactions, policy):
+    change = reactions(policy)["spike_minus_calm"]["lr"]
+    assert change.mean() < 0 and (change < 0).mean() >= 0.8  # 2026-11-30, v3: -0.130, cut in 28 of 30 states
