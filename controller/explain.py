@@ -95,6 +95,15 @@ def counterfactuals(act: Callable[[np.ndarray], np.ndarray], states: dict[str, n
             "spike_minus_calm": act(states["spike"]) - act(states["calm"])}
 
 
+def policy_reactions(policy: Path, states: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """A saved policy's ``counterfactuals`` on saved ``counterfactual_states``, as {question: {knob: its
+    action's change in each state}} (> 0 raises the knob)."""
+    # the env gives the policy its spaces and features; nothing is reset or run, so no corpus is read
+    env = TrainingEnv(deployment_env_config(load_env_config(policy), 100, log_dir=None))
+    deltas = counterfactuals(policy_action(*load_policy(policy, env)), states)
+    return {question: dict(zip(env.cfg.actions.active, delta.T)) for question, delta in deltas.items()}
+
+
 def plot_knobs_since_alignment(runs: list[dict], path: Path) -> None:
     """Each knob of every run against the optimiser step (left) and against the steps since that run's
     alignment (right): a policy that reacts to alignment gives curves that line up on the right, one

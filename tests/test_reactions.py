@@ -11,11 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.deploy import deployment_env_config, load_policy
-from controller.episodes import policy_action
-from controller.explain import counterfactuals
-from controller.policy_io import load_env_config
-from env.training_env import TrainingEnv
+from controller.explain import policy_reactions
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 V2, V3 = "reacting_policy", "reacting_policy_v3"
@@ -26,18 +22,14 @@ def _missed(policy: str, reason: str):
 
 
 @pytest.fixture(scope="module")
-def reactions(tiny_corpus_dir):
+def reactions():
     """policy -> {question: {knob: the action's change in each saved state}}; > 0 raises the knob."""
     cache = {}
 
     def of(name: str) -> dict[str, dict[str, np.ndarray]]:
         if name not in cache:
-            policy = RESULTS / name / "policy"
-            env = TrainingEnv(deployment_env_config(load_env_config(policy), 100, instances=[str(tiny_corpus_dir)]))
-            model, stats = load_policy(policy, env)
             states = dict(np.load(RESULTS / name / "explain" / "counterfactual_states.npz"))
-            deltas = counterfactuals(policy_action(model, stats), states)
-            cache[name] = {q: dict(zip(env.cfg.actions.active, delta.T)) for q, delta in deltas.items()}
+            cache[name] = policy_reactions(RESULTS / name / "policy", states)
         return cache[name]
     return of
 
