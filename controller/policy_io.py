@@ -33,8 +33,8 @@ def save_policy(model, directory: Path, env_cfg: EnvConfig, meta: dict | None = 
     if model.get_vec_normalize_env() is not None:
         model.get_vec_normalize_env().save(str(tmp / "vecnormalize.pkl"))
     (tmp / "env_config.json").write_text(json.dumps(dataclasses.asdict(env_cfg), indent=2))
-    (tmp / "meta.json").write_text(json.dumps({"num_timesteps": model.num_timesteps, "obs_names": list(env_cfg.observations),
-                                               **(meta or {})}))
+    (tmp / "meta.json").write_text(json.dumps({"num_timesteps": model.num_timesteps,
+                                               "obs_names": list(env_cfg.observations), **(meta or {})}))
     shutil.rmtree(directory, ignore_errors=True)
     os.replace(tmp, directory)
 

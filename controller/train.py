@@ -82,6 +82,9 @@ def pretrain_on_surrogate(model: PPO, venv: VecNormalize, cfg: ControllerConfig)
     """PPO on the learned surrogate, then hand the real env the surrogate's normalisation statistics
     (the policy has learned on inputs scaled by them) -> the surrogate's fit report."""
     sim, report = surrogate_vec_env(cfg.surrogate, cfg.n_envs, cfg.seed)
+    if sim.observation_space.shape != venv.observation_space.shape:
+        raise ValueError(f"{cfg.surrogate.transitions} holds observations of shape {sim.observation_space.shape}, "
+                         f"this env's are {venv.observation_space.shape} (env.observations): record them again")
     sim = VecNormalize(sim, norm_obs=True, norm_reward=True, gamma=cfg.ppo.gamma)
     model.set_env(sim)
     model.learn(cfg.surrogate.pretrain_timesteps, tb_log_name="ppo_surrogate")

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -68,3 +69,6 @@ def test_ppo_pretrains_on_the_surrogate_then_counts_only_real_steps(tiny_env, tr
     with pytest.raises(ValueError, match="needs surrogate.transitions"):
         train_controller(ControllerConfig(**{**vars(cfg), "out_dir": str(tmp_path / "x"),
                                              "surrogate": SurrogateConfig(pretrain_timesteps=8)}))
+    fewer = dataclasses.replace(env, observations=OBS_NAMES[:-1])  # transitions recorded with other features
+    with pytest.raises(ValueError, match="record them again"):
+        train_controller(ControllerConfig(**{**vars(cfg), "out_dir": str(tmp_path / "y"), "env": fewer}))
