@@ -1,11 +1,13 @@
 """Do the committed reacting policies react as practitioners would (issue #29)? Counterfactual questions
 asked of fixed checkpoints (``benchmarks/results/<policy>/policy``) on the dev-run states that
 ``controller explain`` saved beside each (``explain/counterfactual_states.npz``): each pair of states
-differs in one fact about the run and nothing else. Retraining a policy means rerunning explain, then these.
+differs in one fact about the run and nothing else. The late-alignment question reads the two dev runs
+that explain deployed the policy on (``explain/explain.json``), which align at different steps. Retraining a policy means rerunning explain, then these.
 
 Two policies, one config (``controller/reacting_policy``) at two stages: ``reacting_policy`` (v2, without
 the ``log_mel_above_best`` observation, unstable runs in 30 % of episodes) and ``reacting_policy_v3``
 (with it, unstable runs in half). Neither learned both reactions in its 30 PPO episodes."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +49,23 @@ def test_confirmed_alignment_releases_guided_attention(reactions, policy):
 def test_a_loss_spike_cuts_the_learning_rate(reactions, policy):
     change = reactions(policy)["spike_minus_calm"]["lr"]
     assert change.mean() < 0 and (change < 0).mean() >= 0.8  # 2026-11-30, v3: -0.130, cut in 28 of 30 states
+
+
+def _release_step(run: dict) -> int:
+    """The last decision at which guided attention is above the value the run started from (its reference)."""
+    reference = run["knobs"][0]["ga_weight"]
+    return max((row["step"] for row in run["knobs"] if row["ga_weight"] > reference), default=0)
+
+
+@pytest.mark.parametrize("policy", [V2, _missed(V3, "the 2026-11-30 v3 policy raises guided attention with the step "
+                                                   "count and holds it above 5 to the end of both dev runs")])
+def test_a_late_alignment_gets_a_late_guided_attention_release(policy):
+    """The release follows the alignment: the run that aligns later lets guided attention go later, by at
+    least half the gap between the alignment steps."""
+    runs = json.loads((RESULTS / policy / "explain" / "explain.json").read_text())["runs"]
+    aligned = sorted((run for run in runs if run["steps_to_align"] is not None), key=lambda r: r["steps_to_align"])
+    early, late = aligned[0], aligned[-1]
+    align_gap = late["steps_to_align"] - early["steps_to_align"]
+    assert align_gap >= 200, "explain's dev runs must align far enough apart to ask this"
+    # 2026-11-30, v2: aligned at 200 and 640, released at 400 and 860
+    assert _release_step(late) - _release_step(early) >= align_gap / 2
