@@ -66,7 +66,7 @@ def window_features(window: list[StepStats]) -> dict[str, float]:
     log_grad = [_log(s.grad_norm) for s in good]
     mean = lambda key: float(np.mean([getattr(s, key) for s in good]))  # noqa: E731
     return {
-        "has_window": 1.0, "log_mel_mean": float(np.mean(log_mel)), "log_mel_rate": _rate(steps, log_mel),
+        "has_window": 1.0, "log_mel_mean": window_log_mel(good), "log_mel_rate": _rate(steps, log_mel),
         "log_mel_post_mean": float(np.mean(log_post)), "log_mel_post_rate": _rate(steps, log_post),
         "gate_loss": mean("gate"), "log_grad_norm_mean": float(np.mean(log_grad)),
         "log_grad_norm_std": float(np.std(log_grad)), "clip_share": mean("clipped"),
