@@ -7,9 +7,11 @@ its LR action with a 30x loss spike against none, and its guided-attention actio
 against not. A checkpoint's cost is everything spent to obtain it (``controller.methods.policy.policy_cost``:
 the warm-start bank plus its PPO CPU time). Nothing is trained or run here; it takes about a minute.
 
-Writes ``results/reaction_curve.{json,md,png}``.
+Several ``--run`` (for example one recipe trained with several PPO seeds) are asked the same questions, one
+line each, so their spread shows what is the recipe and what is the seed. Writes
+``results/reaction_curve.{json,md,png}``.
 
-    python benchmarks/reaction_curve.py --run runs/reacting_policy_v3b \
+    python benchmarks/reaction_curve.py --run runs/reacting_policy_v3b [--run runs/reacting_policy_v3_s1 ...] \
         --states benchmarks/results/reacting_policy_v3/explain/counterfactual_states.npz
 """
 from __future__ import annotations
@@ -43,14 +45,18 @@ def reactions(policy: Path, states: dict[str, np.ndarray]) -> dict:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    minutes = [row["search_cpu_min"] for row in rows]
-    for question, knob in REACTIONS:
-        ax.plot(minutes, [row[f"{question}_{knob}"] for row in rows], marker="o", label=f"{knob}: {question}")
-    ax.axhline(0, color="grey", linewidth=0.8)
-    ax.set_xlabel("search CPU-minutes (bank + PPO)")
-    ax.set_ylabel("action change (< 0: as practitioners)")
-    ax.legend(fontsize="small")
+    """One panel per reaction, one line per training run."""
+    fig, axes = plt.subplots(1, len(REACTIONS), figsize=(11, 3.5), sharey=True)
+    for ax, (question, knob) in zip(axes, REACTIONS):
+        for run in dict.fromkeys(row["run"] for row in rows):
+            mine = [row for row in rows if row["run"] == run]
+            ax.plot([row["search_cpu_min"] for row in mine], [row[f"{question}_{knob}"] for row in mine],
+                    marker="o", label=Path(run).name)
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set_title(f"{knob}: {question}", fontsize="medium")
+        ax.set_xlabel("search CPU-minutes (bank + PPO)")
+    axes[0].set_ylabel("action change (< 0: as practitioners)")
+    axes[0].legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -58,21 +64,25 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", required=True, help="a controller train out_dir (checkpoints/ and policy/)")
+    parser.add_argument("--run", required=True, action="append",
+                        help="a controller train out_dir (checkpoints/ and policy/); repeat for several runs")
     parser.add_argument("--states", required=True, help="counterfactual_states.npz written by controller explain")
     args = parser.parse_args()
-    run, states = Path(args.run), dict(np.load(args.states))
-    saved = sorted((run / "checkpoints").glob("step_*"), key=lambda p: load_meta(p)["num_timesteps"])
+    runs, states = [Path(run) for run in args.run], dict(np.load(args.states))
     rows = []
-    for policy in [*saved, run / "policy"]:
-        meta = load_meta(policy)
-        rows.append({"checkpoint": policy.name, "env_steps": meta["num_timesteps"],
-                     "ppo_wall_min": meta.get("train_seconds", 0.0) / 60,
-                     "search_cpu_min": policy_cost(policy)["search_cpu_s"] / 60, **reactions(policy, states)})
+    for run in runs:
+        saved = sorted((run / "checkpoints").glob("step_*"), key=lambda p: load_meta(p)["num_timesteps"])
+        for policy in [*saved, run / "policy"]:
+            meta = load_meta(policy)
+            rows.append({"run": str(run), "checkpoint": policy.name, "env_steps": meta["num_timesteps"],
+                         "ppo_wall_min": meta.get("train_seconds", 0.0) / 60,
+                         "search_cpu_min": policy_cost(policy)["search_cpu_s"] / 60, **reactions(policy, states)})
     plot(rows, RESULTS / "reaction_curve.png")
-    write_results("reaction_curve", {"run": str(run), "states": args.states, "n_states": len(states["spike"])}, rows,
+    names = ", ".join(f"`{run}`" for run in runs)
+    write_results("reaction_curve", {"runs": [str(run) for run in runs], "states": args.states,
+                                     "n_states": len(states["spike"])}, rows,
                   "Reactions against PPO compute",
-                  f"`{run}`, asked on the {len(states['spike'])} saved dev states of `{args.states}`. Each change is "
+                  f"{names}, asked on the {len(states['spike'])} saved dev states of `{args.states}`. Each change is "
                   "the policy's action with the fact minus without it, in action units (< 0 lowers the knob, as "
                   "practitioners do); share_down: the share of states where it does.")
 
