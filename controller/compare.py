@@ -105,17 +105,23 @@ def _job(args: tuple) -> tuple[str, dict]:
     return label, record
 
 
-def _show(bar, result: tuple[str, dict]) -> None:
+def _show_figure(bar, result: tuple[str, dict]) -> None:
     label, record = result
     bar.set_postfix(last=f"{label} CER {record['final']['cer']:.3f}")
 
 
+def _show_label(bar, result: tuple[str, dict]) -> None:
+    bar.set_postfix(last=result[0])
+
+
 def run_cells(cells: list[tuple[str, Spec, str, int]], run_env: EnvConfig, eval_every: int, runs_dir: Path,
-              workers: int, progress: bool = True) -> dict[str, list[dict]]:
+              workers: int, progress: bool = True, sealed: bool = False) -> dict[str, list[dict]]:
     """Run each (label, spec, instance, seed) cell, skipping those already saved under ``runs_dir`` as
     ``<label>__<instance>__<seed>.json`` by a run that would run the same today (resume) -> records by
     label. Single runs go to ``workers`` processes; methods that train a population run after them, one
-    at a time, since each already uses every core."""
+    at a time, since each already uses every core. ``sealed``: the cells score the sealed test set, so
+    the progress bar names each finished run without its figure (no look before the run ends)."""
+    show = _show_label if sealed else _show_figure
     runs_dir.mkdir(parents=True, exist_ok=True)
     jobs, paths = [], []
     for label, spec, instance, seed in cells:
@@ -126,8 +132,8 @@ def run_cells(cells: list[tuple[str, Spec, str, int]], run_env: EnvConfig, eval_
             jobs.append((label, spec, cell, str(path)))
     single = [job for job in jobs if METHODS[job[1].method].population == 1]
     population = [job for job in jobs if METHODS[job[1].method].population > 1]
-    run_jobs(_job, single, workers, "compared runs", progress, on_result=_show)
-    run_jobs(_job, population, 1, "population runs", progress and bool(population), on_result=_show)
+    run_jobs(_job, single, workers, "compared runs", progress, on_result=show)
+    run_jobs(_job, population, 1, "population runs", progress and bool(population), on_result=show)
     records: dict[str, list[dict]] = {}
     for label, path in paths:
         records.setdefault(label, []).append(json.loads(path.read_text()))
@@ -182,7 +188,8 @@ def compare(cfg: CompareConfig, progress: bool = True) -> dict:
     budget_seeds = cfg.seeds[:cfg.budget_seeds]
     cells += [(label, spec, instance, seed) for method, labelled in points.items() for label, spec in labelled
               if label != method for instance in instances for seed in budget_seeds]
-    records = run_cells(cells, run_env, cfg.eval_every, runs_dir, cfg.workers, progress)
+    records = run_cells(cells, run_env, cfg.eval_every, runs_dir, cfg.workers, progress,
+                        sealed=not cfg.data and cfg.eval_set == "test")
     runs = {m: records.get(m, []) for m in cfg.methods}
     # invocation_wall_s: a resumed call skips finished runs
     result = summarise(runs, {m: dataclasses.asdict(spec) for m, spec in specs.items()}, cfg.reference,
