@@ -6,6 +6,7 @@ practitioners do when they watch the alignment plots.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable
 
@@ -29,6 +30,12 @@ def _lerp(start: float, end: float, frac: float) -> float:
     return start + (end - start) * min(max(frac, 0.0), 1.0)
 
 
+def _released_ga(start: float, step: int, aligned_at: int) -> float:
+    """Practitioners' release of guided attention once aligned: ``start`` -> ``HAND_GA_END`` linearly
+    over as many steps as alignment took."""
+    return _lerp(start, HAND_GA_END, (step - aligned_at) / max(aligned_at, 1))
+
+
 def hand(step: int, max_steps: int, aligned_at: int | None = None) -> Knobs:
     """The practitioners' recipe, applied at every optimiser step and gated on alignment.
 
@@ -43,12 +50,20 @@ def hand(step: int, max_steps: int, aligned_at: int | None = None) -> Knobs:
         return Knobs(lr=warm_lr, ga_weight=HAND_GA_START, dropout=0.1, r=5, tf_ratio=1.0)
     since = (step - aligned_at) / max(max_steps - aligned_at, 1)  # 0 at alignment, 1 at the end
     lr = HAND_LR_FINAL + 0.5 * (HAND_LR_PEAK - HAND_LR_FINAL) * (1 + math.cos(math.pi * since))
-    ga_weight = _lerp(HAND_GA_START, HAND_GA_END, (step - aligned_at) / max(aligned_at, 1))
-    return Knobs(lr=min(lr, warm_lr), ga_weight=ga_weight, dropout=0.1, r=3 if since < 0.5 else 2,
+    return Knobs(lr=min(lr, warm_lr), ga_weight=_released_ga(HAND_GA_START, step, aligned_at), dropout=0.1, r=3 if since < 0.5 else 2,
                  tf_ratio=_lerp(1.0, 0.5, since))
 
 
-SCHEDULES: dict[str, Schedule] = {"static": static, "hand": hand}
+def static_release(step: int, max_steps: int, aligned_at: int | None = None) -> Knobs:
+    """Static defaults with the hand recipe's guided-attention release alone: the static weight until
+    the run is confirmed aligned, then down to ``HAND_GA_END`` (the ablation that asks whether the
+    release itself pays)."""
+    if aligned_at is None or step < aligned_at:
+        return Knobs()
+    return dataclasses.replace(Knobs(), ga_weight=_released_ga(Knobs().ga_weight, step, aligned_at))
+
+
+SCHEDULES: dict[str, Schedule] = {"static": static, "hand": hand, "static_release": static_release}
 
 
 def get_schedule(name: str) -> Schedule:

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import optuna
@@ -10,7 +11,7 @@ from controller.report import markdown_report, summarise, verdict
 from controller.statistics import censored_median, holm, mean_std, paired_ci
 from env.training_env import EnvConfig
 from tacotron.knobs import Knobs
-from tacotron.schedules import hand, static
+from tacotron.schedules import hand, static, static_release
 
 
 @pytest.fixture
@@ -183,6 +184,12 @@ def test_hand_schedule_waits_for_alignment():
     assert later.ga_weight == 1.0 and later.r == 3 and 0.5 < later.tf_ratio < 1.0
     assert end.r == 2 and end.tf_ratio == pytest.approx(0.5, abs=0.01) and end.lr == pytest.approx(1e-4, rel=0.01)
     assert static(700, 1500, aligned_at) == Knobs()
+
+
+def test_static_release_is_static_until_aligned_then_lets_guided_attention_go():
+    assert static_release(1400, 1500, None) == static_release(299, 1500, 300) == Knobs()
+    assert static_release(450, 1500, 300) == dataclasses.replace(Knobs(), ga_weight=3.0)  # half-way 5 -> 1
+    assert static_release(900, 1500, 300) == dataclasses.replace(Knobs(), ga_weight=1.0)
 
 
 def test_censored_median_counts_never_aligned_runs_at_the_budget():

@@ -2,7 +2,7 @@
 
 | method | schedule | search cost |
 |---|---|---|
-| static, hand | ``tacotron.schedules`` | 0 |
+| static, hand, static_release | ``tacotron.schedules`` | 0 |
 | tuned_static | Optuna TPE over constant knobs, multi-fidelity (Hyperband), static and hand enqueued | its trials |
 | optuna_tpe/cmaes/gp | Optuna over ``parametric_schedule``, the same way | its trials |
 | optuna_nsga2 | NSGA-II over ``parametric_schedule``: CER against steps to align (single fidelity) | its trials |
@@ -26,6 +26,7 @@ from controller.methods.policy import PolicyMethod, ReplayMethod
 METHODS: dict[str, Method] = {method.name: method for method in (
     FixedSchedule("static"),
     FixedSchedule("hand"),
+    FixedSchedule("static_release"),  # static with hand's guided-attention release alone (ablation)
     OptunaMethod("tuned_static", sampler="tpe", space="constant"),
     OptunaMethod("optuna_tpe", sampler="tpe", space="schedule"),
     OptunaMethod("optuna_cmaes", sampler="cmaes", space="schedule"),
