@@ -139,7 +139,8 @@ def cmd_demo(cfg: DemoCommand) -> None:
 COMMANDS: dict[tuple[str, ...], tuple[str, Callable, str]] = {
     ("data", "proxy"): ("proxy", cmd_proxy, "Synthesise an espeak-ng proxy corpus in the LJSpeech layout."),
     ("train",): ("train", cmd_train, "Train Tacotron2 on a proxy instance or an LJSpeech folder with a "
-                                      "knob schedule (static, hand or static_release); checkpoints, TensorBoard, resume."),
+                                      "knob schedule (static, hand or static_release); checkpoints, TensorBoard, "
+                                      "resume."),
     ("controller", "train"): ("controller/ppo", cmd_controller_train,
                               "Train a PPO scheduling policy across proxy runs; checkpoints and resume=true."),
     ("controller", "deploy"): ("controller/deploy", cmd_controller_deploy,

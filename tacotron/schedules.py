@@ -6,7 +6,6 @@ practitioners do when they watch the alignment plots.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Callable
 
@@ -50,8 +49,8 @@ def hand(step: int, max_steps: int, aligned_at: int | None = None) -> Knobs:
         return Knobs(lr=warm_lr, ga_weight=HAND_GA_START, dropout=0.1, r=5, tf_ratio=1.0)
     since = (step - aligned_at) / max(max_steps - aligned_at, 1)  # 0 at alignment, 1 at the end
     lr = HAND_LR_FINAL + 0.5 * (HAND_LR_PEAK - HAND_LR_FINAL) * (1 + math.cos(math.pi * since))
-    return Knobs(lr=min(lr, warm_lr), ga_weight=_released_ga(HAND_GA_START, step, aligned_at), dropout=0.1, r=3 if since < 0.5 else 2,
-                 tf_ratio=_lerp(1.0, 0.5, since))
+    return Knobs(lr=min(lr, warm_lr), ga_weight=_released_ga(HAND_GA_START, step, aligned_at), dropout=0.1,
+                 r=3 if since < 0.5 else 2, tf_ratio=_lerp(1.0, 0.5, since))
 
 
 def static_release(step: int, max_steps: int, aligned_at: int | None = None) -> Knobs:
@@ -60,7 +59,7 @@ def static_release(step: int, max_steps: int, aligned_at: int | None = None) -> 
     release itself pays)."""
     if aligned_at is None or step < aligned_at:
         return Knobs()
-    return dataclasses.replace(Knobs(), ga_weight=_released_ga(Knobs().ga_weight, step, aligned_at))
+    return Knobs(ga_weight=_released_ga(Knobs().ga_weight, step, aligned_at))
 
 
 SCHEDULES: dict[str, Schedule] = {"static": static, "hand": hand, "static_release": static_release}

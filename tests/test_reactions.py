@@ -2,7 +2,8 @@
 asked of fixed checkpoints (``benchmarks/results/<policy>/policy``) on the dev-run states that
 ``controller explain`` saved beside each (``explain/counterfactual_states.npz``): each pair of states
 differs in one fact about the run and nothing else. The late-alignment question reads the two dev runs
-that explain deployed the policy on (``explain/explain.json``), which align at different steps. Retraining a policy means rerunning explain, then these.
+that explain deployed the policy on (``explain/explain.json``), which align at different steps.
+Retraining a policy means rerunning explain, then these.
 
 Three policies of one config (``controller/reacting_policy``): ``reacting_policy`` (v2, without the
 ``log_mel_above_best`` observation, unstable runs in 30 % of episodes), and v3's recipe (with it,
