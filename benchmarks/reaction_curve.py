@@ -9,7 +9,7 @@ the warm-start bank plus its PPO CPU time). Nothing is trained or run here; it t
 
 Several ``--run`` (for example one recipe trained with several PPO seeds) are asked the same questions, one
 line each, so their spread shows what is the recipe and what is the seed. Writes
-``results/reaction_curve.{json,md,png}``.
+``results/<name>.{json,md,png}`` (``--name``, default ``reaction_curve``).
 
     python benchmarks/reaction_curve.py --run runs/reacting_policy_v3b [--run runs/reacting_policy_v3_s1 ...] \
         --states benchmarks/results/reacting_policy_v3/explain/counterfactual_states.npz
@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--run", required=True, action="append",
                         help="a controller train out_dir (checkpoints/ and policy/); repeat for several runs")
     parser.add_argument("--states", required=True, help="counterfactual_states.npz written by controller explain")
+    parser.add_argument("--name", default="reaction_curve", help="results/<name>.{json,md,png}")
     args = parser.parse_args()
     runs, states = [Path(run) for run in args.run], dict(np.load(args.states))
     rows = []
@@ -77,9 +78,9 @@ def main() -> None:
             rows.append({"run": str(run), "checkpoint": policy.name, "env_steps": meta["num_timesteps"],
                          "ppo_wall_min": meta.get("train_seconds", 0.0) / 60,
                          "search_cpu_min": policy_cost(policy)["search_cpu_s"] / 60, **reactions(policy, states)})
-    plot(rows, RESULTS / "reaction_curve.png")
+    plot(rows, RESULTS / f"{args.name}.png")
     names = ", ".join(f"`{run}`" for run in runs)
-    write_results("reaction_curve", {"runs": [str(run) for run in runs], "states": args.states,
+    write_results(args.name, {"runs": [str(run) for run in runs], "states": args.states,
                                      "n_states": len(states["spike"])}, rows,
                   "Reactions against PPO compute",
                   f"{names}, asked on the {len(states['spike'])} saved dev states of `{args.states}`. Each change is "
