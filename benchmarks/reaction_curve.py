@@ -81,7 +81,7 @@ def main() -> None:
     plot(rows, RESULTS / f"{args.name}.png")
     names = ", ".join(f"`{run}`" for run in runs)
     write_results(args.name, {"runs": [str(run) for run in runs], "states": args.states,
-                                     "n_states": len(states["spike"])}, rows,
+                              "n_states": len(states["spike"])}, rows,
                   "Reactions against PPO compute",
                   f"{names}, asked on the {len(states['spike'])} saved dev states of `{args.states}`. Each change is "
                   "the policy's action with the fact minus without it, in action units (< 0 lowers the knob, as "

@@ -18,12 +18,12 @@ from collections import defaultdict
 
 import numpy as np
 
-from common import RESULTS, write_results  # noqa: E402
-from tacotron.metrics import COMPOSITE_WEIGHTS  # noqa: E402
+from common import RESULTS, write_results
+from tacotron.metrics import COMPOSITE_WEIGHTS
 
 # compared runs on dev sets, scored with today's figures (earlier records have no stop_score)
 DEV_RUNS = ["demo_policy_cer_runs", "ga_release_runs", "full_run_80d87e5/full_run_tiny_runs"]
-FIGURES = ("cer", "intelligibility", "diagonality", "stop_score")
+FIGURES = ("cer", "intelligibility", "score")  # score: the composite each record already holds
 
 
 def method_pairs(runs_dir: str) -> np.ndarray:
@@ -49,12 +49,12 @@ def agreement(cer: np.ndarray, part: np.ndarray) -> tuple[float, float]:
 
 
 def main() -> None:
-    w_speech, w_diag, w_stop = np.asarray(COMPOSITE_WEIGHTS) / sum(COMPOSITE_WEIGHTS)
+    w_speech = COMPOSITE_WEIGHTS[0] / sum(COMPOSITE_WEIGHTS)
     rows = []
     pooled = np.concatenate([method_pairs(d) for d in DEV_RUNS])
     for name, pairs in [*((d, method_pairs(d)) for d in DEV_RUNS), ("all", pooled)]:
-        cer, intel, diag, stop = pairs.T
-        parts = {"score": w_speech * intel + w_diag * diag + w_stop * stop, "diag_stop": w_diag * diag + w_stop * stop}
+        cer, intel, score = pairs.T
+        parts = {"score": score, "diag_stop": score - w_speech * intel}
         row = {"runs": name, "pairs": len(pairs), "rms_cer": rms(cer), "rms_score_speech_part": rms(w_speech * intel),
                "rms_score_diag_stop_part": rms(parts["diag_stop"])}
         for part, values in parts.items():
