@@ -264,19 +264,19 @@ class Trainer:
         return [utts[i:i + self.cfg.batch_size] for i in range(0, len(utts), self.cfg.batch_size)]
 
     @torch.inference_mode()
-    def free_run(self, utts: list) -> tuple[FreeRunStats, dict]:
+    def free_run(self, utts: list, seed: int | None = None) -> tuple[FreeRunStats, dict]:
         """Decode ``utts`` without teacher forcing and score them against their ground truth
         -> (stats, the first utterance's alignment and mel for TensorBoard).
 
         Runs under a forked, fixed RNG, so it is deterministic and never shifts the training random
-        stream (prenet dropout stays on at inference). The decoding limit is twice the longest
+        stream (prenet dropout stays on at inference); another ``seed`` draws other prenet masks. The decoding limit is twice the longest
         target plus 10 steps; an utterance that reaches it has not stopped. The CER comes from the
         corpus's recogniser reading the predicted post-net log-mels directly (no vocoder).
         """
         r = self.knobs.r
         self.model.eval()
         mels, targets, attentions, fired, window = [], [], [], [], {"focus": 0.0, "monotonicity": 0.0, "coverage": 0.0}
-        with self._forked_rng():
+        with self._forked_rng(seed):
             for chunk in self._chunks(utts):
                 b = collate(chunk).to(self.device)
                 limit = int(2 * b.mel_lengths.max().item() / r) + 10

@@ -32,6 +32,13 @@ def test_validation_reports_teacher_forced_and_inference(tiny_corpus, tiny_model
     assert v1.infer.utterances == len(tiny_corpus.val)  # the whole split, free-running
     assert v1.flat() == v2.flat()  # deterministic
     assert v1.extras["alignment"].ndim == 2
+    # another seed draws other prenet masks (benchmarks/reward_noise.py measures that noise); a seed repeats.
+    # The first frame comes from the go frame, which no mask changes: a stop token that never fires decodes on.
+    with torch.no_grad():
+        tr.model.decoder.gate_layer.bias.fill_(-100.0)
+    v1 = tr.validate()
+    other, again = tr.free_run(tiny_corpus.val, seed=7), tr.free_run(tiny_corpus.val, seed=7)
+    assert not torch.equal(other[1]["mel"], v1.extras["mel"]) and torch.equal(other[1]["mel"], again[1]["mel"])
 
 
 def test_trainer_owns_its_random_stream(tiny_corpus, tiny_model_cfg, tmp_path):
