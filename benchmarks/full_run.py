@@ -8,7 +8,7 @@ counted in full). Three parts, each its own comparison:
 
 * ``tiny``: the tiny model for --steps (1,500) optimiser steps on --instances instances × --seeds seeds:
   static, hand, the multi-fidelity Optuna searches (tuned static and the parametric schedule, each
-  within the policy's search cost in CPU-seconds), PBT (a population of 4), the policy (K fixed in
+  within the policy's search cost in CPU-seconds), PBT and PB2 (populations of 4), the policy (K fixed in
   steps, as ``controller deploy`` runs it) and its open-loop replay. With --budget-fractions, the
   anytime curves: each search's best schedule so far and the policy's PPO checkpoints at those
   fractions of the policy's cost, on the first --budget-seeds seeds (``full_run_budget.png``);
@@ -43,7 +43,7 @@ from yardstick import degradation_rows  # noqa: E402
 
 SEARCHES = ["tuned_static", "optuna_tpe"]
 PARTS = {
-    "tiny": ["static", "hand", *SEARCHES, "pbt", "replay", "policy"],
+    "tiny": ["static", "hand", *SEARCHES, "pbt", "pb2", "replay", "policy"],
     "small": ["static", "hand", *SEARCHES, "policy"],
     "long": ["static", "hand", *SEARCHES, "policy_stretched", "policy"],
 }

@@ -11,6 +11,7 @@
 | policy_stretched | the same policy with K stretched to the run (``cadence=stretched``) | bank + PPO |
 | replay | the policy's mean knob trajectory on the dev set, replayed open-loop | policy + recording |
 | pbt | Ray Tune PBT from perturbed defaults, exploiting every 100 steps | (population − 1) runs in every run |
+| pb2 | the same population, exploring with PB2's GP bandit instead of random scaling | the same |
 
 Adding a method is one file with a ``Method`` subclass (``controller.methods.base``) and one line in
 ``METHODS``; the contract test (tests/test_methods.py) then runs it like every other.
@@ -38,6 +39,7 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     PolicyMethod("policy_stretched", cadence="stretched"),
     ReplayMethod("replay"),
     PBTMethod("pbt"),
+    PBTMethod("pb2", scheduler="pb2"),  # PBT's population with a GP-bandit explore
 )}
 
 

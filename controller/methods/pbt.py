@@ -1,4 +1,4 @@
-"""Population-based training (Ray Tune ``PopulationBasedTraining``) as a comparison method.
+"""Population-based training (Ray Tune ``PopulationBasedTraining``, or ``PB2``) as a comparison method.
 
 Run as Ray Tune's users run it: a population of ``POPULATION`` members trains the same run (same
 model initialisation, data order and validation, through the same ``TrainingEnv``), one member with
@@ -11,6 +11,10 @@ knobs (explore) within the run's knob space (frozen knobs stay at their referenc
 the best final val score is the result; its lineage's test checks (carried in the checkpoints) give
 its curve. Its search cost is the rest of the population: (POPULATION − 1) runs in every run. Ray
 runs on the local machine (``ray.init(num_cpus=2)``) unless ``RAY_ADDRESS`` is set.
+
+PB2 (Parker-Holder et al. 2020, Ray Tune's ``PB2``) is the same population with another explore: instead
+of scaling the copied knobs at random, a GP bandit fitted to the members' score gains over the last
+interval picks the new knobs within each knob's [low, high] (an integer knob is rounded by the member).
 """
 from __future__ import annotations
 
@@ -65,6 +69,21 @@ def _space(env_cfg: EnvConfig) -> dict:
     return space
 
 
+def _bounds(env_cfg: EnvConfig) -> dict:
+    """PB2's search box: every active knob's [low, high] in the run's knob space."""
+    return {name: [env_cfg.actions.spec(name).low, env_cfg.actions.spec(name).high] for name in env_cfg.actions.active}
+
+
+def _scheduler(kind: str, env_cfg: EnvConfig):
+    """The population's scheduler: PBT's random explore, or PB2's GP bandit, on the same exploit."""
+    from ray.tune.schedulers import PopulationBasedTraining
+    from ray.tune.schedulers.pb2 import PB2
+    common = {"time_attr": "step", "perturbation_interval": interval_steps(env_cfg), "quantile_fraction": 0.25}
+    if kind == "pb2":
+        return PB2(hyperparam_bounds=_bounds(env_cfg), **common)
+    return PopulationBasedTraining(hyperparam_mutations=_space(env_cfg), **common)
+
+
 def _member(config: dict, fixed: dict) -> None:
     """One population member: reports its val score every interval, with a checkpoint to exploit.
     ``config`` holds its knobs (what PBT perturbs); ``fixed`` the run every member shares."""
@@ -106,17 +125,15 @@ def _member(config: dict, fixed: dict) -> None:
         env.close()
 
 
-def run_pbt(cell: Cell) -> RunRecord:
-    """One PBT run on the cell's instance -> its record, like any other method's."""
+def run_pbt(cell: Cell, kind: str = "pbt") -> RunRecord:
+    """One population run (``kind``: pbt or pb2) on the cell's instance -> its record, like any other method's."""
     from ray import tune
-    from ray.tune.schedulers import PopulationBasedTraining
     random.seed(cell.seed)  # PBT's explore draws from Python's and NumPy's global generators
     np.random.seed(cell.seed)
     started = time.perf_counter()
     init_ray(CPUS)
     from ray.tune.search.basic_variant import BasicVariantGenerator
-    scheduler = PopulationBasedTraining(time_attr="step", perturbation_interval=interval_steps(cell.env),
-                                        quantile_fraction=0.25, hyperparam_mutations=_space(cell.env))
+    scheduler = _scheduler(kind, cell.env)
     defaults = {name: getattr(Knobs(), name) for name in cell.env.actions.active}
     fixed = {"env": dataclasses.asdict(dataclasses.replace(cell.env, threads=1, log_dir=None)),
              "instance": cell.instance, "seed": cell.seed, "eval_every": cell.eval_every}
@@ -129,10 +146,10 @@ def run_pbt(cell: Cell) -> RunRecord:
                                                                                         random_state=cell.seed)),
                            # Every checkpoint is kept: Ray's num_to_keep deletes ones that PBT's exploit still
                            # points to (ray-project/ray#9036); tiny trainers fit the temporary folder.
-                           run_config=tune.RunConfig(storage_path=storage, name="pbt", verbose=0))
+                           run_config=tune.RunConfig(storage_path=storage, name=kind, verbose=0))
         results = tuner.fit()
         if results.errors:  # a failed member would silently shrink the population
-            raise RuntimeError(f"PBT on {cell.instance} (seed {cell.seed}): {len(results.errors)} members failed; first: "
+            raise RuntimeError(f"{kind} on {cell.instance} (seed {cell.seed}): {len(results.errors)} members failed; first: "
                                f"{results.errors[0]!r}")
         best = results.get_best_result(metric="score", mode="max", scope="last")
         with best.checkpoint.as_directory() as folder:
@@ -145,9 +162,16 @@ def run_pbt(cell: Cell) -> RunRecord:
 
 
 class PBTMethod(Method):
-    """Ray Tune PBT: nothing to obtain beforehand; the rest of its population is paid in every run."""
+    """Ray Tune PBT (``scheduler="pbt"``) or PB2: nothing to obtain beforehand; the rest of its population
+    is paid in every run."""
 
     population = POPULATION
+
+    def __init__(self, name: str, scheduler: str = "pbt"):
+        if scheduler not in ("pbt", "pb2"):
+            raise ValueError(f"scheduler={scheduler!r} must be pbt or pb2")
+        super().__init__(name)
+        self.scheduler = scheduler
 
     def search_key(self, ctx: PrepareContext) -> dict:
         return {"episode_steps": ctx.run_env.episode_steps}
@@ -157,4 +181,4 @@ class PBTMethod(Method):
         return Spec(self.name, search_steps=(POPULATION - 1) * ctx.run_env.episode_steps)
 
     def run(self, spec: Spec, cell: Cell) -> RunRecord:
-        return run_pbt(cell)
+        return run_pbt(cell, self.scheduler)
