@@ -149,8 +149,8 @@ def run_pbt(cell: Cell, kind: str = "pbt") -> RunRecord:
                            run_config=tune.RunConfig(storage_path=storage, name=kind, verbose=0))
         results = tuner.fit()
         if results.errors:  # a failed member would silently shrink the population
-            raise RuntimeError(f"{kind} on {cell.instance} (seed {cell.seed}): {len(results.errors)} members failed; first: "
-                               f"{results.errors[0]!r}")
+            raise RuntimeError(f"{kind} on {cell.instance} (seed {cell.seed}): {len(results.errors)} members failed; "
+                               f"first: {results.errors[0]!r}")
         best = results.get_best_result(metric="score", mode="max", scope="last")
         with best.checkpoint.as_directory() as folder:
             history = json.loads((Path(folder) / "history.json").read_text())
