@@ -74,15 +74,16 @@ def summarise(results: list[dict], metric: str) -> list[dict]:
     for instance in dict.fromkeys(r["instance"] for r in results):
         mine = [r for r in results if r["instance"] == instance]
         ends = {arm: [[d[metric] for d in r["draws"]] for r in mine if r["arm"] == arm] for arm in ARMS}
+        means = {arm: np.array([np.mean(m) for m in ends[arm]]) for arm in ARMS}  # per training seed
         models = [[d[metric] for d in r["draws"]] for r in mine]
         draw_sd = math.sqrt(np.mean([_sd(m) ** 2 for m in models]))  # pooled within models
-        run_sd = math.sqrt(np.mean([_sd([np.mean(m) for m in ends[arm]]) ** 2 for arm in ARMS]))
+        run_sd = math.sqrt(np.mean([_sd(means[arm]) ** 2 for arm in ARMS]))
         one_sd = math.sqrt(np.mean([_sd(list(itertools.chain(*ends[arm]))) ** 2 for arm in ARMS]))
-        static = np.array([np.mean(m) for m in ends["static"]])
+        static = means["static"]
         for arm in ARMS:
             if arm == "static":
                 continue
-            mean = np.array([np.mean(m) for m in ends[arm]])
+            mean = means[arm]
             effect = float(np.mean(mean - static))
             # episodes per arm so that the difference of two arms' means is two standard errors
             needed = math.ceil(2 * (2 * one_sd / abs(effect)) ** 2) if effect else math.inf

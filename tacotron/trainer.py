@@ -269,9 +269,10 @@ class Trainer:
         -> (stats, the first utterance's alignment and mel for TensorBoard).
 
         Runs under a forked, fixed RNG, so it is deterministic and never shifts the training random
-        stream (prenet dropout stays on at inference); another ``seed`` draws other prenet masks. The decoding limit is twice the longest
-        target plus 10 steps; an utterance that reaches it has not stopped. The CER comes from the
-        corpus's recogniser reading the predicted post-net log-mels directly (no vocoder).
+        stream (prenet dropout stays on at inference); another ``seed`` draws other prenet masks. The
+        decoding limit is twice the longest target plus 10 steps; an utterance that reaches it has not
+        stopped. The CER comes from the corpus's recogniser reading the predicted post-net log-mels
+        directly (no vocoder).
         """
         r = self.knobs.r
         self.model.eval()

@@ -76,11 +76,11 @@ def _bounds(env_cfg: EnvConfig) -> dict:
 
 def _scheduler(kind: str, env_cfg: EnvConfig):
     """The population's scheduler: PBT's random explore, or PB2's GP bandit, on the same exploit."""
-    from ray.tune.schedulers import PopulationBasedTraining
-    from ray.tune.schedulers.pb2 import PB2
     common = {"time_attr": "step", "perturbation_interval": interval_steps(env_cfg), "quantile_fraction": 0.25}
     if kind == "pb2":
+        from ray.tune.schedulers.pb2 import PB2
         return PB2(hyperparam_bounds=_bounds(env_cfg), **common)
+    from ray.tune.schedulers import PopulationBasedTraining
     return PopulationBasedTraining(hyperparam_mutations=_space(env_cfg), **common)
 
 
