@@ -48,8 +48,9 @@ CONDITIONS = ("long", "longer", "small", "batch", "late", "unfamiliar")
 LONG = ("long", "longer")  # the conditions whose knob trajectories are checked for drift to a bound
 
 
-def condition_methods(name: str) -> list[str]:
-    return ["static", "replay", "policy"] if name == "longer" else METHODS
+def condition_methods(name: str, methods: list[str]) -> list[str]:
+    """Of ``methods``, those condition ``name`` runs: ``longer`` only static, the replay and the policy."""
+    return [m for m in methods if m in ("static", "replay", "policy")] if name == "longer" else methods
 
 
 def knob_at_bound_fraction(trajectories: list[list[dict]], run_steps: int, space: KnobSpace) -> dict:
@@ -71,8 +72,9 @@ def knob_at_bound_fraction(trajectories: list[list[dict]], run_steps: int, space
 
 def condition_config(name: str, args: argparse.Namespace, out: Path) -> CompareConfig:
     dev = load_instance_set(args.instance_set)[:args.instances]
-    base = CompareConfig(methods=condition_methods(name), policy=args.policy, data=dev, seeds=list(range(args.seeds)),
-                         episode_steps=args.steps, eval_every=args.eval_every, workers=args.workers,
+    base = CompareConfig(methods=condition_methods(name, args.methods), policy=args.policy, data=dev,
+                         seeds=list(range(args.seeds)), episode_steps=args.steps, eval_every=args.eval_every,
+                         workers=args.workers,
                          out_dir=str(out), name=f"shift_{name}", search_dir=str(out / "searches"), quick=args.quick,
                          optuna=OptunaConfig(workers=args.workers))
     if name in LONG:
@@ -90,8 +92,9 @@ def plot_conditions(result: dict, path: Path) -> None:
     condition does not run has no bar there)."""
     conditions = result["conditions"]
     fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(conditions)), 4))
-    width = 0.8 / len(METHODS)
-    for j, method in enumerate(METHODS):
+    methods = [m for m in METHODS if any(m in result[c]["methods"] for c in conditions)]
+    width = 0.8 / len(methods)
+    for j, method in enumerate(methods):
         at = [i for i, c in enumerate(conditions) if method in result[c]["methods"]]
         stats = [result[conditions[i]][method]["cer"] for i in at]
         means = [s["mean"] for s in stats]
@@ -110,6 +113,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--policy", default="runs/reacting_policy/policy", help="the policy directory")
     parser.add_argument("--conditions", default=",".join(CONDITIONS), help=f"comma-separated subset of {CONDITIONS}")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated subset of {METHODS}; the policy always runs (every pair is against it)")
     parser.add_argument("--instance-set", default="heldout",
                         help="voices of long, small and batch: a dev set while designing; the sealed test set once")
     parser.add_argument("--late-set", default="dev_late", help="the instance set of the late condition")
@@ -128,13 +133,16 @@ def main() -> None:
     conditions = [c for c in args.conditions.split(",") if c]
     if unknown := set(conditions) - set(CONDITIONS):
         parser.error(f"unknown conditions {sorted(unknown)}; choose from {list(CONDITIONS)}")
+    if unknown := set(filter(None, args.methods.split(","))) - set(METHODS):
+        parser.error(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
+    args.methods = [m for m in METHODS if m in args.methods.split(",") or m == "policy"]
     results, out = Path(args.out), Path(args.out) / "shift"
     combined = {"conditions": conditions, "machine": machine()}
     space = load_env_config(Path(args.policy)).actions
     for name in conditions:
         summary = compare(condition_config(name, args, out))
         combined[name] = {key: summary[key] for key in ("instances", "seeds", "model", "episode_steps", "methods",
-                                                         "paired_by_instance", *condition_methods(name))}
+                                                         "paired_by_instance", *condition_methods(name, args.methods))}
         if name in LONG:
             combined[name]["knob_at_bound_fraction"] = knob_at_bound_fraction(
                 [json.loads(p.read_text())["knob_trajectory"] for p in sorted((out / f"shift_{name}_runs").glob(

@@ -13,7 +13,7 @@ from env.instances import load_instance_set
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from shift import CONDITIONS, condition_config, knob_at_bound_fraction  # noqa: E402
+from shift import CONDITIONS, METHODS, condition_config, knob_at_bound_fraction  # noqa: E402
 
 
 def test_knob_at_bound_fraction_weighs_each_row_by_the_steps_it_holds():
@@ -33,7 +33,7 @@ def test_each_condition_changes_only_what_it_names(tmp_path):
     args = argparse.Namespace(instance_set="heldout", instances=2, policy="p", seeds=1, steps=1500, long_steps=5000,
                               longer_steps=10000,
                               eval_every=100, workers=2, quick=False, batch_size=64, late_set="dev_late",
-                              unfamiliar_set="dev_unfamiliar")
+                              unfamiliar_set="dev_unfamiliar", methods=METHODS)
     configs = {name: condition_config(name, args, tmp_path) for name in CONDITIONS}
     base = configs["small"]
     assert base.model == "small" and base.data == load_instance_set("heldout")[:2] and base.episode_steps == 1500
@@ -43,6 +43,9 @@ def test_each_condition_changes_only_what_it_names(tmp_path):
     assert configs["late"].data == load_instance_set("dev_late")
     assert configs["unfamiliar"].data == load_instance_set("dev_unfamiliar")
     assert len({c.name for c in configs.values()}) == len(CONDITIONS)
+    args.methods = ["hand", "replay", "policy"]  # --methods: longer keeps only those of its own it names
+    assert condition_config("late", args, tmp_path).methods == ["hand", "replay", "policy"]
+    assert condition_config("longer", args, tmp_path).methods == ["replay", "policy"]
 
 
 @pytest.mark.slow
