@@ -154,8 +154,9 @@ COMMANDS: dict[tuple[str, ...], tuple[str, Callable, str]] = {
                                     "Record real proxy-episode transitions under random actions, to fit the "
                                     "surrogate that PPO can pre-train on (controller train surrogate.*)."),
     ("bench", "compare"): ("bench/compare", cmd_bench_compare,
-                           "Equal-compute comparison of static, tuned static, hand, Optuna, the policy and "
-                           "its open-loop replay on the test instances (test split, free-running); writes "
+                           "Equal-compute comparison of the methods (static, hand, the Optuna searches, PBT, "
+                           "the policy and its open-loop replay) on eval_set's instances (dev2; the sealed "
+                           "test set once, at the end), each scored free-running on its test split; writes "
                            "<name>.json/.md/.png; resumes from the runs already done."),
     ("eval",): ("eval", cmd_eval, "Score any system's speech: every wavs=DIR/<utterance id>.wav in split=test "
                                    "(or train, val) of data=INSTANCE_OR_FOLDER, by CER (the recogniser), "
@@ -179,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
         parent = groups
         if len(path) == 2:
             if path[0] not in nested:
-                nested[path[0]] = groups.add_parser(path[0], help=f"{path[0]} commands").add_subparsers(
+                members = ", ".join(p[1] for p in COMMANDS if p[0] == path[0])
+                nested[path[0]] = groups.add_parser(path[0], help=f"{path[0]} commands: {members}").add_subparsers(
                     dest="subcommand", required=True)
             parent = nested[path[0]]
         sub = parent.add_parser(path[-1], help=help_text, formatter_class=argparse.RawDescriptionHelpFormatter,
