@@ -133,9 +133,10 @@ def main() -> None:
     conditions = [c for c in args.conditions.split(",") if c]
     if unknown := set(conditions) - set(CONDITIONS):
         parser.error(f"unknown conditions {sorted(unknown)}; choose from {list(CONDITIONS)}")
-    if unknown := set(filter(None, args.methods.split(","))) - set(METHODS):
+    named = set(filter(None, args.methods.split(",")))
+    if unknown := named - set(METHODS):
         parser.error(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
-    args.methods = [m for m in METHODS if m in args.methods.split(",") or m == "policy"]
+    args.methods = [m for m in METHODS if m in named or m == "policy"]
     results, out = Path(args.out), Path(args.out) / "shift"
     combined = {"conditions": conditions, "machine": machine()}
     space = load_env_config(Path(args.policy)).actions
