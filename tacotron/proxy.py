@@ -55,6 +55,7 @@ class ProxySpec:
     seed: int = 0
     min_words: int = 2
     max_words: int = 5
+    commas: bool = False  # commas between some words: espeak-ng pauses there, so speech leaves the diagonal
 
     def __post_init__(self) -> None:
         check_voice(self.voice)
@@ -72,7 +73,7 @@ class ProxySpec:
 
     def dirname(self) -> str:
         return (f"{self.voice.replace('+', '_')}_s{self.rate}_n{self.n_utts}_seed{self.seed}"
-                f"_w{self.min_words}-{self.max_words}")
+                f"_w{self.min_words}-{self.max_words}" + ("_commas" if self.commas else ""))
 
 
 def parse_instance(name: str, opts: ProxyOptions | None = None) -> ProxySpec:
@@ -80,27 +81,35 @@ def parse_instance(name: str, opts: ProxyOptions | None = None) -> ProxySpec:
 
     An optional ':SEED' suffix ('en-gb-x-rp@175:1') picks the sentence seed, so held-out and test
     instances speak other sentences than the training instances (which use ``opts.seed``); a further
-    ':MIN-MAX' ('en-us@170:4:8-12') the words per sentence (longer sentences align later).
+    ':MIN-MAX' ('en-us@170:4:8-12') the words per sentence (longer sentences align later). A last
+    ':commas' ('en-us@170:4:8-12:commas') puts commas between some of the same sentences' words.
     """
     voice, sep, rest = name.partition("@")
     rate, *suffix = rest.split(":")
+    commas = suffix[-1:] == ["commas"]
+    suffix = suffix[:len(suffix) - commas]
     seed, words = (suffix + ["", ""])[:2]
     low, dash, high = words.partition("-")
     if (not sep or not voice or not rate.isdigit() or len(suffix) > 2 or (suffix and not seed.isdigit())
             or (len(suffix) == 2 and not (dash and low.isdigit() and high.isdigit()))):
         raise ValueError(f"instance {name!r} must look like 'VOICE@RATE', 'VOICE@RATE:SEED' or "
-                         "'VOICE@RATE:SEED:MIN-MAX' (words per sentence), e.g. 'en-us@170' or 'en-us@170:4:8-12'")
+                         "'VOICE@RATE:SEED:MIN-MAX' (words per sentence), optionally ending ':commas', "
+                         "e.g. 'en-us@170' or 'en-us@170:4:8-12'")
     fields = asdict(opts or ProxyOptions()) | ({"seed": int(seed)} if suffix else {})
     fields |= {"min_words": int(low), "max_words": int(high)} if len(suffix) == 2 else {}
-    return ProxySpec(voice=voice, rate=int(rate), **fields)
+    return ProxySpec(voice=voice, rate=int(rate), commas=commas, **fields)
 
 
-def make_sentences(n: int, seed: int, min_words: int, max_words: int) -> list[str]:
-    """``n`` seeded pseudo-sentences of ``min_words..max_words`` words from the shipped list."""
+def make_sentences(n: int, seed: int, min_words: int, max_words: int, commas: bool = False) -> list[str]:
+    """``n`` seeded pseudo-sentences of ``min_words..max_words`` words from the shipped list; with
+    ``commas``, the same sentences with a comma after about one word in four (never the last)."""
     rng = random.Random(seed)
+    comma_rng = random.Random(f"commas-{seed}")  # its own stream: the words stay those of the plain set
     sentences = []
     for _ in range(n):
         words = rng.choices(_WORDS, k=rng.randint(min_words, max_words))
+        if commas:
+            words = [w + "," if i < len(words) - 1 and comma_rng.random() < 0.25 else w for i, w in enumerate(words)]
         sentences.append(" ".join(words).capitalize() + ".")
     return sentences
 
@@ -123,7 +132,7 @@ def generate_proxy_corpus(spec: ProxySpec, root: Path | None = None, progress: b
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "wavs").mkdir(parents=True)
     rows = []
-    sentences = make_sentences(spec.n_utts, spec.seed, spec.min_words, spec.max_words)
+    sentences = make_sentences(spec.n_utts, spec.seed, spec.min_words, spec.max_words, spec.commas)
     for i, text in enumerate(tqdm(sentences, desc=f"espeak-ng {spec.name}", disable=not progress)):
         utt_id = f"{spec.voice.replace('+', '_')}-{i:05d}"
         try:

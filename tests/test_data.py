@@ -45,7 +45,7 @@ def test_bad_instance_names():
         parse_instance("en-us@5")
     with pytest.raises(ValueError, match="VOICE@RATE:SEED"):
         parse_instance("en-us@170:x")
-    for bad in ("en-us@170:1:8", "en-us@170:1:a-9", "en-us@170:1:2-3:4"):
+    for bad in ("en-us@170:1:8", "en-us@170:1:a-9", "en-us@170:1:2-3:4", "en-us@170:1:2-3:commas:commas"):
         with pytest.raises(ValueError, match="MIN-MAX"):
             parse_instance(bad)
     with pytest.raises(ValueError, match="min_words"):
@@ -59,6 +59,14 @@ def test_an_instance_may_set_its_sentence_length():
     assert all(8 <= len(s.split()) <= 12 for s in make_sentences(20, spec.seed, spec.min_words, spec.max_words))
 
 
+def test_an_instance_with_commas_speaks_the_same_sentences_with_pauses():
+    plain, commas = parse_instance("en-us@170:6:5-8"), parse_instance("en-us@170:6:5-8:commas")
+    assert commas.commas and not plain.commas and commas.dirname() != plain.dirname()
+    with_commas = make_sentences(40, 6, 5, 8, commas=True)
+    assert [s.replace(",", "") for s in with_commas] == make_sentences(40, 6, 5, 8)
+    assert sum(s.count(",") for s in with_commas) > 20 and not any(s.endswith(",.") for s in with_commas)
+
+
 def test_instance_sets_speak_disjoint_sentences_and_the_sealed_set_shares_no_voice_or_rate():
     """Dev and test instances carry their own sentence seed, so they never replay training text; the
     sealed test set's voices (with their variants) and rates appear in no other set and not in the
@@ -70,7 +78,8 @@ def test_instance_sets_speak_disjoint_sentences_and_the_sealed_set_shares_no_voi
     names = sorted(path.stem for path in (CONFIG_DIR / "instances").glob("*.yaml"))
     assert {"train", "heldout", "dev2", "test"} <= set(names)
     sets = {name: [parse_instance(i, opts) for i in load_instance_set(name)] for name in names}
-    texts = {name: {s for spec in specs for s in make_sentences(spec.n_utts, spec.seed, spec.min_words, spec.max_words)}
+    texts = {name: {s for spec in specs
+                   for s in make_sentences(spec.n_utts, spec.seed, spec.min_words, spec.max_words, spec.commas)}
              for name, specs in sets.items()}
     assert len(sets["test"]) >= 8
     assert parse_instance("en-gb@175:7").seed == 7 and parse_instance("en-gb@175").seed == opts.seed
