@@ -75,6 +75,10 @@ class ProxySpec:
         return (f"{self.voice.replace('+', '_')}_s{self.rate}_n{self.n_utts}_seed{self.seed}"
                 f"_w{self.min_words}-{self.max_words}" + ("_commas" if self.commas else ""))
 
+    def sentences(self) -> list[str]:
+        """The corpus's sentences, in utterance order."""
+        return make_sentences(self.n_utts, self.seed, self.min_words, self.max_words, self.commas)
+
 
 def parse_instance(name: str, opts: ProxyOptions | None = None) -> ProxySpec:
     """'en-us+f3@180' -> ProxySpec(voice='en-us+f3', rate=180, **opts).
@@ -87,7 +91,8 @@ def parse_instance(name: str, opts: ProxyOptions | None = None) -> ProxySpec:
     voice, sep, rest = name.partition("@")
     rate, *suffix = rest.split(":")
     commas = suffix[-1:] == ["commas"]
-    suffix = suffix[:len(suffix) - commas]
+    if commas:
+        suffix.pop()
     seed, words = (suffix + ["", ""])[:2]
     low, dash, high = words.partition("-")
     if (not sep or not voice or not rate.isdigit() or len(suffix) > 2 or (suffix and not seed.isdigit())
@@ -132,7 +137,7 @@ def generate_proxy_corpus(spec: ProxySpec, root: Path | None = None, progress: b
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "wavs").mkdir(parents=True)
     rows = []
-    sentences = make_sentences(spec.n_utts, spec.seed, spec.min_words, spec.max_words, spec.commas)
+    sentences = spec.sentences()
     for i, text in enumerate(tqdm(sentences, desc=f"espeak-ng {spec.name}", disable=not progress)):
         utt_id = f"{spec.voice.replace('+', '_')}-{i:05d}"
         try:

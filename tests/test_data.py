@@ -56,7 +56,7 @@ def test_an_instance_may_set_its_sentence_length():
     spec = parse_instance("en-us@170:4:8-12")
     assert (spec.seed, spec.min_words, spec.max_words) == (4, 8, 12)
     assert spec.dirname() != parse_instance("en-us@170:4").dirname()  # its own corpus
-    assert all(8 <= len(s.split()) <= 12 for s in make_sentences(20, spec.seed, spec.min_words, spec.max_words))
+    assert all(8 <= len(s.split()) <= 12 for s in spec.sentences())
 
 
 def test_an_instance_with_commas_speaks_the_same_sentences_with_pauses():
@@ -78,9 +78,7 @@ def test_instance_sets_speak_disjoint_sentences_and_the_sealed_set_shares_no_voi
     names = sorted(path.stem for path in (CONFIG_DIR / "instances").glob("*.yaml"))
     assert {"train", "heldout", "dev2", "test"} <= set(names)
     sets = {name: [parse_instance(i, opts) for i in load_instance_set(name)] for name in names}
-    texts = {name: {s for spec in specs
-                   for s in make_sentences(spec.n_utts, spec.seed, spec.min_words, spec.max_words, spec.commas)}
-             for name, specs in sets.items()}
+    texts = {name: {s for spec in specs for s in spec.sentences()} for name, specs in sets.items()}
     assert len(sets["test"]) >= 8
     assert parse_instance("en-gb@175:7").seed == 7 and parse_instance("en-gb@175").seed == opts.seed
     others = [spec for name, specs in sets.items() if name != "test" for spec in specs]
