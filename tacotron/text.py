@@ -7,12 +7,11 @@ every Cyrillic letter without a word).
 from __future__ import annotations
 
 import collections
+import functools
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
-
-import inflect
 
 PAD = "_"
 EOS = "~"
@@ -25,15 +24,22 @@ CHAR_SYMBOLS = [PAD, EOS] + list(_PUNCTUATION) + list(_LETTERS)
 PHONEME_SYMBOLS = CHAR_SYMBOLS + list(_IPA)
 
 
-_INFLECT = inflect.engine()
 _CURRENCIES = {"$": "dollars", "£": "pounds", "€": "euros"}
 _SYMBOL_WORDS = {"%": " percent ", "&": " and ", "+": " plus ", "@": " at ", "#": " number ", "=": " equals "}
 _NUMBER = re.compile(r"(?P<currency>[$£€])?(?P<number>\d+(?:,\d{3})*(?:\.\d+)?)(?P<ordinal>st|nd|rd|th)?")
 
 
+@functools.cache
+def _inflect():
+    # Imported on first use: inflect takes about 2.4 s to import (typeguard instruments it), which every
+    # spawned worker and Ray actor would pay, while only texts with digits need it.
+    import inflect
+    return inflect.engine()
+
+
 def _spell_number(match: re.Match) -> str:
     number = match["number"].replace(",", "")
-    words = _INFLECT.number_to_words(number + (match["ordinal"] or ""))
+    words = _inflect().number_to_words(number + (match["ordinal"] or ""))
     currency = match["currency"]
     return f" {words} {_CURRENCIES[currency]} " if currency else f" {words} "
 

@@ -58,12 +58,13 @@ def test_gv_ratio_sees_over_smoothing(figures):
 
 @pytest.mark.slow
 def test_headline_improves_along_a_static_learning_curve():
-    """One static run from scratch: CER at steps 20, 300 and 1,500 must improve in that order (the
-    old mel DTW figure scored the untrained model best)."""
+    """One static run from scratch: CER at steps 20, 300 and 1,200 must improve in that order (the
+    old mel DTW figure scored the untrained model best). 2026-12-02: 0.973, 0.811, 0.715; the curve is
+    not monotone in between (0.847 at step 600), so the last check waits for the fall after 900."""
     corpus = _corpus("en-gb-x-rp@175:1")
     trainer = Trainer(corpus, ModelConfig.preset("tiny", corpus.frontend.n_symbols), TrainerConfig(device="cpu"))
     cers = []
-    for step in (20, 300, 1500):
+    for step in (20, 300, 1200):
         trainer.run(step - trainer.step_count)
         cers.append(trainer.free_run(corpus.test)[0].cer)
     assert cers[0] > cers[1] > cers[2], cers
