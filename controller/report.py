@@ -151,21 +151,23 @@ def _run_hours(result: dict) -> float:
     return sum(r["wall_s"] for runs in result["runs"].values() for r in runs) / 3600
 
 
+def _interval(value: float | None, low: float | None, high: float | None, spec: str) -> str:
+    """``value [low, high]`` in the format ``spec``; the value alone where there is no interval."""
+    if value is None:
+        return "–"
+    if low is None:
+        return f"{value:{spec}}"
+    return f"{value:{spec}} [{low:{spec}}, {high:{spec}}]"
+
+
 def _ms(stat: dict, digits: int = 3) -> str:
     """A mean with its 95 % interval (over voices) where there is one."""
-    if stat["mean"] is None:
-        return "–"
-    if stat["ci95_low"] is None:
-        return f"{stat['mean']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f} [{stat['ci95_low']:.{digits}f}, {stat['ci95_high']:.{digits}f}]"
+    return _interval(stat["mean"], stat["ci95_low"], stat["ci95_high"], f".{digits}f")
 
 
 def _ci(d: dict, digits: int = 3) -> str:
-    if d["delta_mean"] is None:
-        return "–"
-    if d["ci95_low"] is None:
-        return f"{d['delta_mean']:+.{digits}f}"
-    return f"{d['delta_mean']:+.{digits}f} [{d['ci95_low']:+.{digits}f}, {d['ci95_high']:+.{digits}f}]"
+    """A paired difference, signed, with its 95 % interval."""
+    return _interval(d["delta_mean"], d["ci95_low"], d["ci95_high"], f"+.{digits}f")
 
 
 PAIRED_HEADER = ("| baseline | CER | CER p (Holm) | verdict | MCD (dB) | GV | diagonality | stop rate | aligned "
