@@ -20,6 +20,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 from tqdm import tqdm
 
@@ -141,18 +142,28 @@ def run_cells(cells: list[tuple[str, Spec, str, int]], run_env: EnvConfig, eval_
 
 
 def _budget_points(cfg: CompareConfig, ctx: PrepareContext,
-                   specs: dict[str, Spec]) -> dict[str, list[tuple[str, Spec]]]:
-    """Each method's schedules at the budget fractions -> {method: [(label, spec)]}, its compared schedule
-    first under its own name, the others as ``<method>@<fraction>x``; a schedule equal to one listed
-    keeps that one's label (and runs), and a fixed-cost method has its compared schedule only."""
+                   specs: dict[str, Spec]) -> dict[str, list[tuple[str, float | None, Spec]]]:
+    """Each method's schedules at the budget fractions of the reference's search cost (``label_points``); a
+    fixed-cost method has its compared schedule only."""
     budgets = [f * specs[cfg.reference].search_cpu_s for f in cfg.budget_fractions]
-    points = {}
-    for method in cfg.methods:
-        labels = {specs[method].to_json(): method}
-        for fraction, spec in zip(cfg.budget_fractions, METHODS[method].at_budgets(ctx, budgets) or []):
-            if spec is not None:
-                labels.setdefault(spec.to_json(), f"{method}@{fraction:g}x")
-        points[method] = [(label, Spec.from_json(text)) for text, label in labels.items()]
+    return {method: label_points(method, specs[method],
+                                 zip(cfg.budget_fractions, METHODS[method].at_budgets(ctx, budgets) or []))
+            for method in cfg.methods}
+
+
+def label_points(method: str, compared: Spec,
+                 at_fractions: Iterable[tuple[float, Spec | None]]) -> list[tuple[str, float | None, Spec]]:
+    """A method's anytime points -> [(run label, fraction, spec)]: its compared schedule first under its own
+    name (fraction None), the others as ``<method>@<fraction>x``. A point whose schedule equals an earlier
+    one's reuses that one's runs (its label) but keeps its own spec, so its own search cost: a longer search
+    that found nothing better costs more for the same schedule. Identical specs are one point."""
+    run_labels = {json.dumps(compared.schedule, sort_keys=True): method}
+    points, seen = [(method, None, compared)], {compared.to_json()}
+    for fraction, spec in at_fractions:
+        if spec is not None and spec.to_json() not in seen:
+            seen.add(spec.to_json())
+            label = run_labels.setdefault(json.dumps(spec.schedule, sort_keys=True), f"{method}@{fraction:g}x")
+            points.append((label, fraction, spec))
     return points
 
 
@@ -186,8 +197,12 @@ def compare(cfg: CompareConfig, progress: bool = True) -> dict:
         cells += [(method, specs[method], instance, seed) for instance in chosen for seed in seeds]
     points = _budget_points(cfg, ctx, specs) if cfg.budget_fractions else {}
     budget_seeds = cfg.seeds[:cfg.budget_seeds]
-    cells += [(label, spec, instance, seed) for method, labelled in points.items() for label, spec in labelled
-              if label != method for instance in instances for seed in budget_seeds]
+    first_spec = {}  # the spec a run label's runs are keyed by: the first point that has its schedule
+    for labelled in points.values():
+        for label, _, spec in labelled:
+            first_spec.setdefault(label, spec)
+    cells += [(label, spec, instance, seed) for label, spec in first_spec.items() if label not in cfg.methods
+              for instance in instances for seed in budget_seeds]
     records = run_cells(cells, run_env, cfg.eval_every, runs_dir, cfg.workers, progress,
                         sealed=not cfg.data and cfg.eval_set == "test")
     runs = {m: records.get(m, []) for m in cfg.methods}

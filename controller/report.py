@@ -75,17 +75,20 @@ def _search_cpu_s(spec: dict, records: list[dict]) -> float:
     return spec["search_cpu_s"] + float(np.mean([r.get("search_cpu_s", 0.0) for r in records]))
 
 
-def budget_curve(points: dict[str, list[tuple[str, Spec]]], records: dict[str, list[dict]], seeds: list[int]) -> dict:
-    """Anytime curves from ``points`` ({method: [(run label, spec)]}) -> {method: [{"label", "search_cpu_s",
-    "cer": {mean, std, ci95_low, ci95_high}, "runs"}]} by rising search cost, each point scored on its runs
-    of ``seeds`` (the interval over voice means)."""
+def budget_curve(points: dict[str, list[tuple[str, float | None, Spec]]], records: dict[str, list[dict]],
+                 seeds: list[int]) -> dict:
+    """Anytime curves from ``points`` ({method: [(run label, budget fraction, spec)]}) -> {method: [{"label",
+    "budget_fraction", "search_cpu_s", "cer": {mean, std, ci95_low, ci95_high}, "runs"}]} by rising search
+    cost, each point scored on its runs of ``seeds`` (the interval over voice means); points whose schedule
+    did not change share their runs."""
     curve = {}
     for method, labelled in points.items():
         rows = []
-        for label, spec in labelled:
+        for label, fraction, spec in labelled:
             runs = [r for r in records.get(label, []) if r["seed"] in seeds]
             if runs:
-                rows.append({"label": label, "search_cpu_s": _search_cpu_s(dataclasses.asdict(spec), runs),
+                rows.append({"label": label, "budget_fraction": fraction,
+                             "search_cpu_s": _search_cpu_s(dataclasses.asdict(spec), runs),
                              "cer": mean_std([r["final"]["cer"] for r in runs], [r["instance"] for r in runs]),
                              "runs": len(runs)})
         if rows:
@@ -170,6 +173,10 @@ def _ci(d: dict, digits: int = 3) -> str:
     return _interval(d["delta_mean"], d["ci95_low"], d["ci95_high"], f"+.{digits}f")
 
 
+def _budget(fraction: float | None) -> str:
+    return "compared" if fraction is None else f"{fraction:g}x"
+
+
 PAIRED_HEADER = ("| baseline | CER | CER p (Holm) | verdict | MCD (dB) | GV | diagonality | stop rate | aligned "
                  "| steps to align | score |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
@@ -223,8 +230,9 @@ def markdown_report(result: dict, title: str) -> str:
         seeds = result["meta"]["budget_seeds"]
         lines += ["", f"Anytime: each method's schedule at fractions of {result['reference']}'s search cost (Optuna's "
                   "best trial so far, the policy's PPO checkpoints), its CPU-seconds spent and its test CER on seeds "
-                  f"{seeds} of every instance, mean [95 % CI over voices]; fixed-cost methods are one point.", "",
-                  "| method | schedule | search CPU-s | CER | runs |", "|---|---|---|---|---|"]
-        lines += [f"| {m} | {p['label']} | {p['search_cpu_s']:.0f} | {_ms(p['cer'])} | {p['runs']} |"
-                  for m, curve in result["budget_curve"].items() for p in curve]
+                  f"{seeds} of every instance, mean [95 % CI over voices]; fixed-cost methods are one point; a "
+                  "budget whose schedule did not change shares the runs named under schedule.", "",
+                  "| method | budget | schedule | search CPU-s | CER | runs |", "|---|---|---|---|---|---|"]
+        lines += [f"| {m} | {_budget(p['budget_fraction'])} | {p['label']} | {p['search_cpu_s']:.0f} | "
+                  f"{_ms(p['cer'])} | {p['runs']} |" for m, curve in result["budget_curve"].items() for p in curve]
     return "\n".join(lines) + "\n"

@@ -5,7 +5,8 @@ import pytest
 
 from controller.baselines import (LadderPruner, OptunaConfig, baseline_params, constant_schedule, optuna_search,
                                   parametric_schedule, schedule_from_params, search_within, study_name)
-from controller.compare import CompareConfig, compare
+from controller.compare import CompareConfig, compare, label_points
+from controller.methods import Spec
 from controller.report import markdown_report, summarise, verdict
 from controller.statistics import censored_median, holm, mean_std, paired_ci
 from env.training_env import EnvConfig
@@ -248,3 +249,16 @@ def test_instance_level_pairs_average_each_instances_seeds():
     report = markdown_report(result | {"meta": {"quick": False, "steps_per_action": 20, "eval_every": 100}}, "t")
     # the headline table pairs voices and comes first; the instance × seed table is secondary
     assert report.index("each instance's mean over seeds as one pair") < report.index("Secondary")
+
+
+def test_an_anytime_budget_that_found_nothing_better_shares_runs_but_keeps_its_own_cost():
+    def spec(lr, cpu_s):
+        return Spec("optuna_tpe", search_cpu_s=cpu_s, schedule={"params": {"lr": lr}}, search={"trials": int(cpu_s)})
+    compared = spec(1e-3, 100.0)
+    points = label_points("optuna_tpe", compared, [(0.25, None), (0.5, spec(2e-3, 50.0)), (1, compared),
+                                                   (1.5, spec(1e-3, 140.0)), (2, spec(1e-3, 190.0))])
+    assert [(label, fraction, s.search_cpu_s) for label, fraction, s in points] == [
+        ("optuna_tpe", None, 100.0),  # the compared schedule, under its own name
+        ("optuna_tpe@0.5x", 0.5, 50.0),  # a different schedule runs under its own label; no search yet is no point
+        ("optuna_tpe", 1.5, 140.0),  # the compared schedule again, found at a higher cost: the same runs
+        ("optuna_tpe", 2, 190.0)]  # the identical spec at 1x is the compared point itself
