@@ -1,20 +1,20 @@
 """Optuna baselines: search a knob schedule on the training instances within a budget.
 
-Two search spaces: ``schedule`` (a parametric schedule over the run) and ``constant`` (tuned static:
-the best constant knobs), both derived from the run's knob space. A new study first runs static and
-the hand recipe as near as its space gets (``baseline_params``), so the search starts from what
-practitioners trust and never ends below static on its own score. Multi-fidelity (the default, as
-practitioners run Optuna): a trial first runs the cheap fidelity, a ``cheap_steps`` proxy run on the
-first training voice, reporting its val composite score at every decision, and Hyperband prunes the
-weak ones there; the trials among the best third at its end are promoted to full-length runs on every
-training voice, reporting the mean final score after each, and go on only while they stay among the
-best third (``LadderPruner``). The search stops before a trial would take it past ``budget_cpu_s``
-CPU-seconds (validation included; a trial's expected cost is the mean of those so far, pruned ones
-included). Single fidelity (before issue #28): every trial runs
-every training voice and reports once per voice, within ``budget_steps`` optimiser steps. Every trial
-records the optimiser steps and CPU-seconds it really spent (``user_attrs["steps"]``, ``["cpu_s"]``).
-Studies run in ``workers`` processes on one shared storage, and their names carry a content key of
-everything that defines the search.
+Two search spaces (``controller.search_spaces``): ``schedule`` (a parametric schedule over the run) and
+``constant`` (tuned static: the best constant knobs), both derived from the run's knob space. A new
+study first runs static and the hand recipe as near as its space gets (``baseline_params``), so the
+search starts from what practitioners trust and never ends below static on its own score. Multi-fidelity
+(the default, as practitioners run Optuna): a trial first runs the cheap fidelity, a ``cheap_steps``
+proxy run on the first training voice, reporting its val composite score at every decision, and
+Hyperband prunes the weak ones there; the trials among the best third at its end are promoted to
+full-length runs on every training voice, reporting the mean final score after each, and go on only
+while they stay among the best third (``LadderPruner``). The search stops before a trial would take it
+past ``budget_cpu_s`` CPU-seconds (validation included; a trial's expected cost is the mean of those so
+far, pruned ones included). Single fidelity (before issue #28): every trial runs every training voice
+and reports once per voice, within ``budget_steps`` optimiser steps. Every trial records the optimiser
+steps and CPU-seconds it really spent (``user_attrs["steps"]``, ``["cpu_s"]``). Studies run in
+``workers`` processes on one shared storage, and their names carry a content key of everything that
+defines the search.
 
 A killed worker loses no trial. On an RDB storage (PostgreSQL, MySQL, SQLite) every running trial
 beats every ``HEARTBEAT_S`` seconds; one silent for ``GRACE_S`` is failed by the next worker to start
@@ -38,17 +38,15 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from controller.episodes import run_episode, schedule_decider
+from controller.search_spaces import SPACE_FNS, SPACES, baseline_params, schedule_from_params
 from env.training_env import EnvConfig, TrainingEnv
 from tacotron.keys import content_key
-from tacotron.knobs import KNOB_DEFS, KNOB_NAMES, Knobs, KnobSpace
 from tacotron.pool import as_worker
-from tacotron.schedules import HAND_GA_END, HAND_GA_START, HAND_LR_FINAL, HAND_LR_PEAK, Schedule
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S, GRACE_S = 5, 20
 MAX_RETRY = 2  # a trial that kills its worker twice more is given up
 SAMPLERS = ("tpe", "cmaes", "gp", "nsga2")
-SPACES = ("schedule", "constant")
 
 
 def make_sampler(name: str, seed: int, n_startup_trials: int) -> optuna.samplers.BaseSampler:
@@ -93,84 +91,6 @@ class OptunaConfig:
             raise ValueError(f"optuna.cheap_steps={self.cheap_steps} must be >= 1")
         if self.workers < 1:
             raise ValueError(f"optuna.workers={self.workers} must be >= 1")
-
-
-def _lerp(a: float, b: float, frac: float) -> float:
-    return a + (b - a) * min(max(frac, 0.0), 1.0)
-
-
-def _suggest_knob(trial: optuna.Trial, param: str, name: str, space: KnobSpace, high: float | None = None) -> float:
-    """A value of knob ``name`` within its bounds in ``space`` (or up to ``high``), on its scale."""
-    s, d = space.spec(name), KNOB_DEFS[name]
-    high = s.high if high is None else high
-    if d.integer:
-        return trial.suggest_int(param, int(s.low), int(high))
-    return trial.suggest_float(param, s.low, high, log=d.log)
-
-
-def suggest_schedule(trial: optuna.Trial, space: KnobSpace) -> dict:
-    """The parametric family's parameters for every knob ``space`` leaves active, knob values within its
-    bounds; fractions of the run are the family's own. A frozen knob gets no parameter."""
-    active, p = space.active, {}
-    if "lr" in active:
-        p |= {"lr_peak": _suggest_knob(trial, "lr_peak", "lr", space),
-              "lr_final_ratio": trial.suggest_float("lr_final_ratio", 0.05, 1.0)}
-    if "ga_weight" in active:
-        p |= {"ga_start": _suggest_knob(trial, "ga_start", "ga_weight", space),
-              "ga_end": _suggest_knob(trial, "ga_end", "ga_weight", space),
-              "ga_decay_frac": trial.suggest_float("ga_decay_frac", 0.1, 1.0)}
-    if "dropout" in active:
-        p["dropout"] = _suggest_knob(trial, "dropout", "dropout", space)
-    if "r" in active:
-        p["r_start"] = _suggest_knob(trial, "r_start", "r", space)
-        p |= {"r_end": _suggest_knob(trial, "r_end", "r", space, high=p["r_start"]),
-              "r_switch_frac": trial.suggest_float("r_switch_frac", 0.2, 1.0)}
-    if "tf_ratio" in active:
-        p |= {"tf_end": _suggest_knob(trial, "tf_end", "tf_ratio", space),
-              "tf_ramp_start": trial.suggest_float("tf_ramp_start", 0.0, 0.9)}
-    return p
-
-
-def parametric_schedule(p: dict) -> Schedule:
-    """The searched family, by fraction f of the run: guided attention start -> end over a decay fraction,
-    LR from its peak down to peak × final ratio, teacher forcing from full down to its end after a ramp
-    start, r from start to end at a switch fraction, and a constant dropout. A knob without parameters
-    (frozen) stays at its reference value."""
-    ref = Knobs()
-
-    def schedule(step: int, max_steps: int, aligned_at: int | None = None) -> Knobs:
-        f = step / max(max_steps, 1)
-        knobs = ref.as_dict()
-        if "lr_peak" in p:
-            knobs["lr"] = p["lr_peak"] * _lerp(1.0, p["lr_final_ratio"], f)
-        if "ga_start" in p:
-            knobs["ga_weight"] = _lerp(p["ga_start"], p["ga_end"], f / p["ga_decay_frac"])
-        if "dropout" in p:
-            knobs["dropout"] = p["dropout"]
-        if "r_start" in p:
-            knobs["r"] = p["r_start"] if f < p["r_switch_frac"] else p["r_end"]
-        if "tf_end" in p:
-            knobs["tf_ratio"] = _lerp(ref.tf_ratio, p["tf_end"], (f - p["tf_ramp_start"]) / max(1e-6, 1 - p["tf_ramp_start"]))
-        return Knobs(**knobs)
-    return schedule
-
-
-def suggest_constant(trial: optuna.Trial, space: KnobSpace) -> dict:
-    """Tuned static: one constant per active knob, within its bounds in ``space`` and on its scale."""
-    return {name: _suggest_knob(trial, name, name, space) for name in space.active}
-
-
-def constant_schedule(p: dict) -> Schedule:
-    """Constant knobs; a knob without a parameter (frozen) stays at its reference value."""
-    knobs = Knobs(**(Knobs().as_dict() | p))
-    return lambda step, max_steps, aligned_at=None: knobs
-
-
-SPACE_FNS = {"schedule": (suggest_schedule, parametric_schedule), "constant": (suggest_constant, constant_schedule)}
-
-
-def schedule_from_params(space: str, params: dict) -> Schedule:
-    return SPACE_FNS[space][1](params)
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
@@ -262,28 +182,6 @@ def _pruner(cfg: OptunaConfig, env_cfg: EnvConfig, n_instances: int) -> optuna.p
 def cheap_steps(cfg: OptunaConfig, env_cfg: EnvConfig) -> int:
     """The cheap fidelity's run length: ``cfg.cheap_steps``, at most the full run's."""
     return min(cfg.cheap_steps, env_cfg.episode_steps)
-
-
-def baseline_params(space: str, knobs: KnobSpace) -> list[dict]:
-    """Static and hand in a search space, enqueued as a search's first trials so that it starts from the
-    schedules practitioners trust: exactly static, and hand as near as the space gets (the constant
-    space: hand's knobs before alignment; the parametric one: its decays by fraction of the run)."""
-    ref, active = Knobs(), set(knobs.active)
-    if space == "constant":
-        hand_like = {"lr": HAND_LR_PEAK, "ga_weight": HAND_GA_START, "dropout": ref.dropout, "r": 5,
-                     "tf_ratio": ref.tf_ratio}
-        return [{k: v for k, v in knobs.clip(p).as_dict().items() if k in active} for p in (ref.as_dict(), hand_like)]
-    per_knob = {  # knob -> (its parameters under static, under hand)
-        "lr": ({"lr_peak": ref.lr, "lr_final_ratio": 1.0}, {"lr_peak": HAND_LR_PEAK,
-                                                            "lr_final_ratio": HAND_LR_FINAL / HAND_LR_PEAK}),
-        "ga_weight": ({"ga_start": ref.ga_weight, "ga_end": ref.ga_weight, "ga_decay_frac": 1.0},
-                      {"ga_start": HAND_GA_START, "ga_end": HAND_GA_END, "ga_decay_frac": 0.5}),
-        "dropout": ({"dropout": ref.dropout}, {"dropout": ref.dropout}),
-        "r": ({"r_start": ref.r, "r_end": ref.r, "r_switch_frac": 1.0}, {"r_start": 5, "r_end": 2, "r_switch_frac": 0.5}),
-        "tf_ratio": ({"tf_end": ref.tf_ratio, "tf_ramp_start": 0.0}, {"tf_end": 0.5, "tf_ramp_start": 0.3}),
-    }
-    return [{k: v for name in KNOB_NAMES if name in active for k, v in per_knob[name][which].items()}
-            for which in (0, 1)]
 
 
 def _objective(env: TrainingEnv, cheap_env: TrainingEnv | None, instances: list[str], space: str, pareto: bool,

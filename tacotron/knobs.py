@@ -4,7 +4,7 @@ bounds, scale, integer flag and reference value.
 One name per knob end to end: lr, ga_weight, dropout, r, tf_ratio. ``KNOB_DEFS`` holds what is
 fixed about each knob; a ``KnobSpace`` is the part a study may change (its bounds, and which knobs
 are frozen). Every consumer derives from a ``KnobSpace``: the env's actions (``env.actions``), the
-Optuna spaces (``controller.baselines``), PBT's mutations and the perturbed hand schedules of the
+Optuna spaces (``controller.search_spaces``), PBT's mutations and the perturbed hand schedules of the
 warm-start bank. A frozen knob holds its reference value under every schedule and search (from a
 bank checkpoint, the env keeps the checkpoint's value).
 """

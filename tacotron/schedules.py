@@ -25,14 +25,15 @@ def static(step: int, max_steps: int, aligned_at: int | None = None) -> Knobs:
     return Knobs()
 
 
-def _lerp(start: float, end: float, frac: float) -> float:
+def lerp(start: float, end: float, frac: float) -> float:
+    """``start`` -> ``end`` linearly as ``frac`` goes 0 -> 1, held at either end outside."""
     return start + (end - start) * min(max(frac, 0.0), 1.0)
 
 
 def _released_ga(start: float, step: int, aligned_at: int) -> float:
     """Practitioners' release of guided attention once aligned: ``start`` -> ``HAND_GA_END`` linearly
     over as many steps as alignment took."""
-    return _lerp(start, HAND_GA_END, (step - aligned_at) / max(aligned_at, 1))
+    return lerp(start, HAND_GA_END, (step - aligned_at) / max(aligned_at, 1))
 
 
 def hand(step: int, max_steps: int, aligned_at: int | None = None) -> Knobs:
@@ -50,7 +51,7 @@ def hand(step: int, max_steps: int, aligned_at: int | None = None) -> Knobs:
     since = (step - aligned_at) / max(max_steps - aligned_at, 1)  # 0 at alignment, 1 at the end
     lr = HAND_LR_FINAL + 0.5 * (HAND_LR_PEAK - HAND_LR_FINAL) * (1 + math.cos(math.pi * since))
     return Knobs(lr=min(lr, warm_lr), ga_weight=_released_ga(HAND_GA_START, step, aligned_at), dropout=0.1,
-                 r=3 if since < 0.5 else 2, tf_ratio=_lerp(1.0, 0.5, since))
+                 r=3 if since < 0.5 else 2, tf_ratio=lerp(1.0, 0.5, since))
 
 
 def static_release(step: int, max_steps: int, aligned_at: int | None = None) -> Knobs:

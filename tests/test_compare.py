@@ -3,8 +3,8 @@ import json
 import optuna
 import pytest
 
-from controller.baselines import (LadderPruner, OptunaConfig, baseline_params, constant_schedule, optuna_search,
-                                  parametric_schedule, schedule_from_params, search_within, study_name)
+from controller.baselines import LadderPruner, OptunaConfig, optuna_search, search_within, study_name
+from controller.search_spaces import baseline_params, constant_schedule, parametric_schedule, schedule_from_params
 from controller.compare import CompareConfig, compare, label_points
 from controller.methods import Spec
 from controller.report import markdown_report, summarise, verdict

@@ -10,7 +10,8 @@ import math
 
 import optuna
 
-from controller.baselines import OptunaConfig, optuna_search, schedule_from_params, search_within
+from controller.baselines import OptunaConfig, optuna_search, search_within
+from controller.search_spaces import schedule_from_params
 from controller.episodes import Decide, schedule_decider
 from controller.methods.base import EpisodeMethod, PrepareContext, Spec
 from controller.methods.policy import policy_cost, training_instances
