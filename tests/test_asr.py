@@ -17,7 +17,7 @@ from tacotron.run import load_data
 
 def test_recogniser_trains_on_the_training_voices_and_no_dev_or_test_voice():
     assert set(load_instance_set("train")) <= set(ASR_INSTANCES)
-    held_out = [parse_instance(i) for name in ("heldout", "dev2", "dev3", "test") for i in load_instance_set(name)]
+    held_out = [parse_instance(i) for name in ("heldout", "dev2", "dev3", "dev4", "test") for i in load_instance_set(name)]
     for name in ASR_INSTANCES:
         spec = parse_instance(name)
         base = spec.voice.split("+")[0]
