@@ -6,8 +6,10 @@ from the algorithm's ``locals()`` by string key beyond SB3's documented ``infos`
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
@@ -102,20 +104,36 @@ class EpisodeLogCallback(BaseCallback):
 
 
 class HeldOutEvalCallback(PeriodicCallback):
-    """Runs the deterministic policy on held-out instances and logs their final scores. ``env_cfg`` is
-    the deployment configuration (from scratch), as the policy will be used."""
+    """Runs the deterministic policy on held-out instances, logs their final scores, and hands every
+    new best mean score to ``keep_best`` (which saves that policy: SB3's ``EvalCallback`` keeps its best
+    model the same way), so a policy that PPO later makes worse on voices it never trains on is still
+    there to choose. ``env_cfg`` is the deployment configuration (from scratch), as the policy will be
+    used. A resumed run carries its best score over from ``log_path``."""
 
-    def __init__(self, env_cfg: EnvConfig, instances: list[str], every: int, log_path: Path):
+    def __init__(self, env_cfg: EnvConfig, instances: list[str], every: int, log_path: Path,
+                 keep_best: Callable[[float], None]):
         super().__init__(every)
         self.env = TrainingEnv(env_cfg)
-        self.instances, self.log_path = instances, Path(log_path)
+        self.instances, self.log_path, self.keep_best = instances, Path(log_path), keep_best
+        logged = self.log_path.read_text().splitlines() if self.log_path.is_file() else []
+        self.best = max((float(np.mean(json.loads(line)["final_scores"])) for line in logged), default=-math.inf)
+        self.evaluated_at: int | None = None
+
+    def _on_training_end(self) -> None:
+        if self.evaluated_at != self.num_timesteps:  # the final policy is a candidate too
+            self._on_period()
 
     def _on_period(self) -> None:
+        self.evaluated_at = self.num_timesteps
         decide = policy_decider(self.model, self.model.get_vec_normalize_env())
         results = [run_episode(self.env, decide, instance, seed=i)[0] for i, instance in enumerate(self.instances)]
         scores = [r["final_score"] for r in results]
-        self.logger.record("eval/heldout_final_score", float(np.mean(scores)))
+        mean = float(np.mean(scores))
+        self.logger.record("eval/heldout_final_score", mean)
         self.logger.record("eval/heldout_aligned", float(np.mean([r["steps_to_align"] is not None for r in results])))
+        if mean > self.best:  # saved before it is logged, so a resumed run never trusts a best it lacks
+            self.best = mean
+            self.keep_best(mean)
         with self.log_path.open("a") as fh:
             fh.write(json.dumps({"timesteps": self.num_timesteps, "final_scores": scores}) + "\n")
 

@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 from controller.compare import CompareConfig, compare
 from controller.deploy import DeployConfig, deploy
 from controller.explain import ExplainConfig, explain
+from controller.policy_io import load_meta
 from controller.surrogate import RecordConfig, record_transitions
 from controller.train import ControllerConfig, train_controller
 from env.bank import build_bank
@@ -88,7 +89,10 @@ def cmd_train(cfg: RunConfig) -> None:
 
 
 def cmd_controller_train(cfg: ControllerConfig) -> None:
-    print(f"policy written to {train_controller(cfg)}")
+    policy = train_controller(cfg)
+    print(f"policy written to {policy}")
+    if (best := policy.with_name("policy_best")).is_dir():
+        print(f"best on the held-out voices: {best} (held-out score {load_meta(best)['heldout_score']:.3f})")
 
 
 def cmd_controller_deploy(cfg: DeployConfig) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +62,7 @@ class ControllerConfig:
     seed: int = 0
     resume: bool = False
     checkpoint_every: int = 200
-    eval_every: int = 0  # env steps between held-out evaluations; 0 = only at the end
+    eval_every: int = 0  # env steps between held-out evaluations (and one at the end); 0 = none
     heldout_set: str = "heldout"
     eval_steps: int = 300  # length of each held-out evaluation run, deployed as `controller deploy` runs it
     tensorboard: bool = True
@@ -94,9 +95,26 @@ def pretrain_on_surrogate(model: PPO, venv: VecNormalize, cfg: ControllerConfig)
     return report
 
 
+def _write_policies(model: PPO, cfg: ControllerConfig, meta: dict, heldout: list[str]) -> Path:
+    """The final policy, and the best held-out one (where kept) costed as the whole run -> the final's dir."""
+    out = Path(cfg.out_dir)
+    policy_dir, best_dir = out / "policy", out / "policy_best"
+    save_policy(model, policy_dir, cfg.env, meta=meta)
+    chosen = [policy_dir]
+    if best_dir.is_dir():  # choosing it took the whole training run: it costs what the final policy costs
+        checkpoint.atomic_write_text(best_dir / "meta.json", json.dumps(load_meta(best_dir) | meta))
+        chosen.append(best_dir)
+    instances = {"train": list(cfg.env.instances) or load_instance_set(cfg.env.instance_set), "heldout": heldout}
+    for directory in chosen:
+        (directory / "instances.json").write_text(json.dumps(instances, indent=2))
+    return policy_dir
+
+
 def train_controller(cfg: ControllerConfig) -> Path:
     """Train (or resume) and write the final policy directory ``out_dir/policy``; returns it. With
-    bank-started episodes, builds (or finishes) the warm-start bank first; its cost is the policy's too."""
+    bank-started episodes, builds (or finishes) the warm-start bank first; its cost is the policy's too.
+    With ``eval_every``, ``out_dir/policy_best`` is the policy that scored best on the held-out (dev)
+    voices, costed as the whole training run, since choosing it took all of it."""
     out = Path(cfg.out_dir)
     bank = {}
     if cfg.env.start == "bank":
@@ -128,20 +146,26 @@ def train_controller(cfg: ControllerConfig) -> Path:
         report = pretrain_on_surrogate(model, venv, cfg)  # counted in the training clock
         out.mkdir(parents=True, exist_ok=True)
         checkpoint.atomic_write_text(out / "surrogate_fit.json", json.dumps(report, indent=2))
-    callbacks = [CheckpointCallback(ckpt_dir, cfg.checkpoint_every, cfg.env, clock, {"n_envs": cfg.n_envs, **bank}),
+    cost = {"n_envs": cfg.n_envs, **bank}
+    best_dir = out / "policy_best"
+    if latest is None:  # a fresh run competes only with its own held-out evaluations
+        shutil.rmtree(best_dir, ignore_errors=True)
+        (out / "heldout_eval.jsonl").unlink(missing_ok=True)
+
+    def keep_best(score: float) -> None:
+        save_policy(model, best_dir, cfg.env, meta={"train_seconds": clock.seconds(), "heldout_score": score, **cost})
+
+    callbacks = [CheckpointCallback(ckpt_dir, cfg.checkpoint_every, cfg.env, clock, cost),
                  EpisodeLogCallback(out / "episodes.jsonl"),
                  ProgressCallback(cfg.total_timesteps, clock, cfg.time_budget_s),
                  TimeBudgetCallback(clock, cfg.time_budget_s)]
     if cfg.eval_every > 0:
         eval_env = deployment_env_config(cfg.env, cfg.eval_steps, instances=heldout, log_dir=None)
-        callbacks.append(HeldOutEvalCallback(eval_env, heldout, cfg.eval_every, out / "heldout_eval.jsonl"))
+        callbacks.append(HeldOutEvalCallback(eval_env, heldout, cfg.eval_every, out / "heldout_eval.jsonl", keep_best))
     remaining = cfg.total_timesteps - model.num_timesteps
     if remaining > 0:
         model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=latest is None,
                     tb_log_name="ppo")
-    policy_dir = out / "policy"
-    save_policy(model, policy_dir, cfg.env, meta={"train_seconds": clock.seconds(), "n_envs": cfg.n_envs, **bank})
-    (policy_dir / "instances.json").write_text(json.dumps(
-        {"train": list(cfg.env.instances) or load_instance_set(cfg.env.instance_set), "heldout": heldout}, indent=2))
+    policy_dir = _write_policies(model, cfg, {"train_seconds": clock.seconds(), **cost}, heldout)
     venv.close()
     return policy_dir

@@ -56,9 +56,21 @@ def test_bank_trained_policy_is_evaluated_as_deployed_and_logs_episodes_by_start
     env = dataclasses.replace(cfg.env, start="bank", scratch_share=0.5,
                               bank=BankConfig(run_steps=8, save_every=4, schedules=["static"], perturbed_runs=0,
                                               root=str(tmp_path / "bank")))
-    train_controller(dataclasses.replace(cfg, env=env))  # builds the bank first
+    policy = train_controller(dataclasses.replace(cfg, env=env))  # builds the bank first
     evals = [json.loads(line) for line in (tmp_path / "ctl" / "heldout_eval.jsonl").read_text().splitlines()]
     assert [e["timesteps"] for e in evals] == [8, 16] and len(evals[0]["final_scores"]) == 3
+    # the best held-out policy is kept, first of equals, and costs the whole run (choosing it took all of it)
+    means = [float(np.mean(e["final_scores"])) for e in evals]
+    best = load_meta(tmp_path / "ctl" / "policy_best")
+    assert best["heldout_score"] == max(means) and best["num_timesteps"] == evals[means.index(max(means))]["timesteps"]
+    assert best["train_seconds"] == load_meta(policy)["train_seconds"] > 0
+    assert (tmp_path / "ctl" / "policy_best" / "instances.json").is_file()
+    # a resumed run carries its best over: the kept policy is the best of every evaluation so far
+    train_controller(dataclasses.replace(cfg, env=env, resume=True, total_timesteps=32))
+    evals = [json.loads(line) for line in (tmp_path / "ctl" / "heldout_eval.jsonl").read_text().splitlines()]
+    means = [float(np.mean(e["final_scores"])) for e in evals]
+    assert [e["timesteps"] for e in evals] == [8, 16, 24, 32]
+    assert load_meta(tmp_path / "ctl" / "policy_best")["heldout_score"] == max(means)
     episodes = [json.loads(line) for line in (tmp_path / "ctl" / "episodes.jsonl").read_text().splitlines()]
     assert episodes and {e["start"] for e in episodes} <= {"scratch_unaligned", "bank_unaligned", "bank_aligned"}
     assert all(0 <= e["final_score"] <= 1 and e["batch_size"] == 4 and e["spike_at"] is None
