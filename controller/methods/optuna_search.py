@@ -11,10 +11,10 @@ import math
 import optuna
 
 from controller.baselines import OptunaConfig, optuna_search, search_within
-from controller.search_spaces import schedule_from_params
 from controller.episodes import Decide, schedule_decider
 from controller.methods.base import EpisodeMethod, PrepareContext, Spec
 from controller.methods.policy import policy_cost, training_instances
+from controller.search_spaces import schedule_from_params
 from controller.policy_io import policy_fingerprint
 from env.training_env import TrainingEnv
 from tacotron.trainer import yardstick_key
