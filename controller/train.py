@@ -24,6 +24,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 from controller.callbacks import (CheckpointCallback, EpisodeLogCallback, HeldOutEvalCallback, ProgressCallback,
                                   TimeBudgetCallback, TrainingClock)
 from controller.deploy import deployment_env_config
+from controller.methods.policy import training_instances
 from controller.policy_io import load_meta, load_policy_files, save_policy
 from controller.surrogate import SurrogateConfig, surrogate_vec_env
 from controller.vec_env import VEC_ENVS, proxy_vec_env
@@ -104,7 +105,7 @@ def _write_policies(model: PPO, cfg: ControllerConfig, meta: dict, heldout: list
     if best_dir.is_dir():  # choosing it took the whole training run: it costs what the final policy costs
         checkpoint.atomic_write_text(best_dir / "meta.json", json.dumps(load_meta(best_dir) | meta))
         chosen.append(best_dir)
-    instances = {"train": list(cfg.env.instances) or load_instance_set(cfg.env.instance_set), "heldout": heldout}
+    instances = {"train": training_instances(cfg.env), "heldout": heldout}
     for directory in chosen:
         (directory / "instances.json").write_text(json.dumps(instances, indent=2))
     return policy_dir
@@ -119,7 +120,7 @@ def train_controller(cfg: ControllerConfig) -> Path:
     bank = {}
     if cfg.env.start == "bank":
         started = time.perf_counter()
-        root = build_bank(list(cfg.env.instances) or load_instance_set(cfg.env.instance_set), cfg.env, cfg.env.bank)
+        root = build_bank(training_instances(cfg.env), cfg.env, cfg.env.bank)
         # The bank's cost travels with the policy (its search cost), and this call's wall time (0 when cached).
         bank = {"bank_cost": bank_cost(root), "bank_wall_seconds": time.perf_counter() - started}
     ckpt_dir = out / "checkpoints"
