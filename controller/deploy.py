@@ -42,6 +42,7 @@ class DeployConfig:
     out_dir: str = "runs/deploy"
     ckpt_every: int = 5  # decisions between trainer checkpoints
     cadence: str = "fixed"  # fixed: K as in training | stretched: K scaled with the run (see above)
+    hold_ga_until_aligned: bool = False  # also hold guided attention at its reference until alignment (env.actions)
     resume: bool = False
     tensorboard: bool = True
 
@@ -81,7 +82,10 @@ def load_policy(policy_dir: Path, env: TrainingEnv) -> tuple[PPO, VecNormalize]:
 
 def deploy(cfg: DeployConfig, progress: bool = True) -> dict:
     out = Path(cfg.out_dir)
-    env_cfg = deployment_env_config(load_env_config(Path(cfg.policy)), cfg.max_steps, cfg.cadence, instances=[cfg.data],
+    trained = load_env_config(Path(cfg.policy))
+    if cfg.hold_ga_until_aligned:
+        trained = dataclasses.replace(trained, actions=dataclasses.replace(trained.actions, hold_ga_until_aligned=True))
+    env_cfg = deployment_env_config(trained, cfg.max_steps, cfg.cadence, instances=[cfg.data],
                                     model=cfg.model, seed=cfg.seed, threads=cfg.threads,
                                     log_dir=str(out / "tb") if cfg.tensorboard else None)
     env = TrainingEnv(env_cfg)

@@ -17,6 +17,13 @@ r is gated the way practitioners lower it: it may only go down, and only once al
 confirmed. An upward move would feed the decoder projection rows that never trained, and before
 alignment a lower r only makes attention harder; gating also keeps exploration in training from
 changing r in states where the deterministic deployed policy never could.
+
+``hold_ga_until_aligned`` (off by default, so policies trained without it deploy unchanged) gates
+guided attention the same way: below its reference only once alignment is confirmed. Practitioners
+keep it up until the attention is diagonal; PPO at our budgets learned a release keyed to the step
+count instead (on the sealed #28 grid it dropped the weight below 1 at steps 140-180 in every run,
+and 14 of 16 runs never aligned). With the gate the policy still chooses when and how far to
+release after alignment, and may raise the weight at any time.
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ ACTION_MODES = ("relative", "residual", "absolute")
 @dataclass
 class ActionConfig(KnobSpace):
     mode: str = "relative"  # relative | residual | absolute
+    hold_ga_until_aligned: bool = False  # guided attention below its reference only once aligned
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -57,7 +65,8 @@ def _residual(name: str, a: float, s: KnobSpec) -> float:
 
 def apply_action(knobs: Knobs, action: np.ndarray, cfg: ActionConfig, aligned: bool = False) -> Knobs:
     """New knobs from ``action`` (one value per active knob, clipped to [-1, 1]); r moves only down
-    and only when ``aligned``."""
+    and only when ``aligned``; with ``cfg.hold_ga_until_aligned`` guided attention stays at or above
+    its reference until then."""
     action = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
     if action.shape[0] != len(cfg.active):
         raise ValueError(f"action has {action.shape[0]} values; expected {len(cfg.active)} for {cfg.active}")
@@ -70,4 +79,6 @@ def apply_action(knobs: Knobs, action: np.ndarray, cfg: ActionConfig, aligned: b
         else:
             values[name] = _relative(name, values[name], a, cfg.spec(name))
     values["r"] = min(values["r"], knobs.r) if aligned else knobs.r
+    if cfg.hold_ga_until_aligned and not aligned and "ga_weight" in cfg.active:
+        values["ga_weight"] = max(values["ga_weight"], cfg.reference().ga_weight)
     return cfg.clip(values)

@@ -47,6 +47,10 @@ def test_ppo_trains_saves_reloads_and_deploys(tiny_env, tiny_corpus_dir, tmp_pat
     stretched = deploy(DeployConfig(policy=str(policy), data=str(tiny_corpus_dir), max_steps=8, cadence="stretched",
                                     out_dir=str(tmp_path / "stretched"), tensorboard=False), progress=False)
     assert stretched["steps_per_action"] == 4  # 2 decisions per 4-step training episode, over 8 steps
+    gated = deploy(DeployConfig(policy=str(policy), data=str(tiny_corpus_dir), max_steps=8, hold_ga_until_aligned=True,
+                                out_dir=str(tmp_path / "gated"), tensorboard=False), progress=False)
+    ga_weights = [float(row.split(",")[2]) for row in (tmp_path / "gated" / "knobs.csv").read_text().split()[1:]]
+    assert gated["steps_to_align"] is None and min(ga_weights) >= 5.0  # 8 steps never align: held at 5 or above
 
 
 def test_bank_trained_policy_is_evaluated_as_deployed_and_logs_episodes_by_start(tiny_env, tmp_path):

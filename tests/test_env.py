@@ -256,6 +256,20 @@ def test_r_only_steps_down_and_only_once_aligned(mode):
     assert apply_action(k, np.array([0, 0, 0, -1.0, 0]), cfg, aligned=True).r < 3
 
 
+@pytest.mark.parametrize("mode", ["relative", "residual", "absolute"])
+def test_guided_attention_can_be_held_until_alignment(mode):
+    """With the gate no action takes guided attention below its reference before alignment; after it the
+    action stands as without the gate, and raising the weight is never gated."""
+    held, free = ActionConfig(mode=mode, hold_ga_until_aligned=True), ActionConfig(mode=mode)
+    down, up = np.array([0, -1.0, 0, 0, 0]), np.array([0, 1.0, 0, 0, 0])
+    assert apply_action(Knobs(), down, free, aligned=False).ga_weight < 5.0
+    assert apply_action(Knobs(), down, held, aligned=False).ga_weight == 5.0
+    assert apply_action(Knobs(), down, held, aligned=True) == apply_action(Knobs(), down, free, aligned=True)
+    assert apply_action(Knobs(), up, held, aligned=False) == apply_action(Knobs(), up, free, aligned=False)
+    frozen = ActionConfig(mode=mode, hold_ga_until_aligned=True, ga_weight=KnobSpec(0.0, 20.0, 3.0, frozen=True))
+    assert apply_action(Knobs(ga_weight=1.0), np.zeros(4), frozen).ga_weight == 1.0  # a frozen knob keeps its value
+
+
 def test_actions_clip_to_bounds():
     cfg = ActionConfig()
     k = Knobs(lr=2e-3, ga_weight=19.0, dropout=0.0, r=5, tf_ratio=0.3)

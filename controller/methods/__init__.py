@@ -9,6 +9,7 @@
 | tuned_static_1f, optuna_tpe_1f | the single-fidelity searches of before issue #28 | its trials |
 | policy | the PPO policy, deployed as ``controller deploy`` does (K fixed in steps) | bank + PPO |
 | policy_stretched | the same policy with K stretched to the run (``cadence=stretched``) | bank + PPO |
+| policy_gated | the same policy with guided attention held at its reference until alignment | bank + PPO |
 | replay | the policy's mean knob trajectory on the dev set, replayed open-loop | policy + recording |
 | pbt | Ray Tune PBT from perturbed defaults, exploiting every 100 steps | (population − 1) runs in every run |
 | pb2 | the same population, exploring with PB2's GP bandit instead of random scaling | the same |
@@ -37,6 +38,7 @@ METHODS: dict[str, Method] = {method.name: method for method in (
     OptunaMethod("optuna_tpe_1f", sampler="tpe", space="schedule", fidelity="single"),
     PolicyMethod("policy", cadence="fixed"),
     PolicyMethod("policy_stretched", cadence="stretched"),
+    PolicyMethod("policy_gated", cadence="fixed", hold_ga_until_aligned=True),
     ReplayMethod("replay"),
     PBTMethod("pbt"),
     PBTMethod("pb2", scheduler="pb2"),  # PBT's population with a GP-bandit explore

@@ -37,13 +37,15 @@ def policy_cost(policy_dir: Path) -> dict:
 
 class PolicyMethod(EpisodeMethod):
     """The policy as ``controller deploy`` runs it: ``cadence=fixed`` decides every K steps as in
-    training; ``stretched`` scales K with the run's length (``controller.deploy``)."""
+    training; ``stretched`` scales K with the run's length (``controller.deploy``). ``hold_ga_until_aligned``
+    deploys it with guided attention held at or above its reference until alignment (``env.actions``)."""
 
     needs_policy = True
 
-    def __init__(self, name: str, cadence: str):
+    def __init__(self, name: str, cadence: str, hold_ga_until_aligned: bool = False):
         super().__init__(name)
         self.cadence = cadence
+        self.hold_ga_until_aligned = hold_ga_until_aligned
 
     def search_key(self, ctx: PrepareContext) -> dict:
         # A stretched K depends on the run's length.
@@ -55,7 +57,10 @@ class PolicyMethod(EpisodeMethod):
         return Spec(self.name, schedule={"path": str(ctx.policy), "steps_per_action": k}, **policy_cost(ctx.policy))
 
     def run_env(self, spec: Spec, env_cfg: EnvConfig) -> EnvConfig:
-        return dataclasses.replace(env_cfg, steps_per_action=spec.schedule["steps_per_action"])
+        actions = env_cfg.actions
+        if self.hold_ga_until_aligned:
+            actions = dataclasses.replace(actions, hold_ga_until_aligned=True)
+        return dataclasses.replace(env_cfg, steps_per_action=spec.schedule["steps_per_action"], actions=actions)
 
     def at_budgets(self, ctx: PrepareContext, budgets_cpu_s: list[float]) -> list[Spec | None]:
         """The policy at its PPO checkpoints (``controller train`` writes them beside the policy): at each
