@@ -73,6 +73,11 @@ def deployment_env_config(trained: EnvConfig, max_steps: int, cadence: str = "fi
                                batch_sizes=[], spike_share=0.0, **overrides)
 
 
+def holding_ga_until_aligned(env_cfg: EnvConfig) -> EnvConfig:
+    """``env_cfg`` with guided attention held at its reference until alignment (``env.actions``)."""
+    return dataclasses.replace(env_cfg, actions=dataclasses.replace(env_cfg.actions, hold_ga_until_aligned=True))
+
+
 def load_policy(policy_dir: Path, env: TrainingEnv) -> tuple[PPO, VecNormalize]:
     """The PPO model and frozen observation statistics; refuses a policy that does not fit ``env``."""
     model, stats = load_policy_files(Path(policy_dir), DummyVecEnv([lambda: env]), device="cpu")
@@ -84,7 +89,7 @@ def deploy(cfg: DeployConfig, progress: bool = True) -> dict:
     out = Path(cfg.out_dir)
     trained = load_env_config(Path(cfg.policy))
     if cfg.hold_ga_until_aligned:
-        trained = dataclasses.replace(trained, actions=dataclasses.replace(trained.actions, hold_ga_until_aligned=True))
+        trained = holding_ga_until_aligned(trained)
     env_cfg = deployment_env_config(trained, cfg.max_steps, cfg.cadence, instances=[cfg.data],
                                     model=cfg.model, seed=cfg.seed, threads=cfg.threads,
                                     log_dir=str(out / "tb") if cfg.tensorboard else None)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from controller.deploy import deployment_env_config, load_policy
+from controller.deploy import deployment_env_config, holding_ga_until_aligned, load_policy
 from controller.episodes import Decide, policy_decider, run_episode, schedule_decider
 from controller.methods.base import EpisodeMethod, PrepareContext, Spec
 from controller.policy_io import load_env_config, load_meta, policy_fingerprint
@@ -57,10 +57,8 @@ class PolicyMethod(EpisodeMethod):
         return Spec(self.name, schedule={"path": str(ctx.policy), "steps_per_action": k}, **policy_cost(ctx.policy))
 
     def run_env(self, spec: Spec, env_cfg: EnvConfig) -> EnvConfig:
-        actions = env_cfg.actions
-        if self.hold_ga_until_aligned:
-            actions = dataclasses.replace(actions, hold_ga_until_aligned=True)
-        return dataclasses.replace(env_cfg, steps_per_action=spec.schedule["steps_per_action"], actions=actions)
+        env_cfg = dataclasses.replace(env_cfg, steps_per_action=spec.schedule["steps_per_action"])
+        return holding_ga_until_aligned(env_cfg) if self.hold_ga_until_aligned else env_cfg
 
     def at_budgets(self, ctx: PrepareContext, budgets_cpu_s: list[float]) -> list[Spec | None]:
         """The policy at its PPO checkpoints (``controller train`` writes them beside the policy): at each
