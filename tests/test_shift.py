@@ -13,6 +13,7 @@ from env.instances import load_instance_set
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from ga_hold import first_release  # noqa: E402
 from shift import CONDITIONS, METHODS, condition_config, knob_at_bound_fraction  # noqa: E402
 
 
@@ -27,6 +28,14 @@ def test_knob_at_bound_fraction_weighs_each_row_by_the_steps_it_holds():
     # teacher forcing's reference, 1.0, is its upper bound: sitting there is the static choice
     assert shares["tf_ratio"] == {"share": 1.0, "reference_at_bound": True}
     assert not shares["lr"]["reference_at_bound"]
+
+
+def test_a_release_counts_only_before_alignment_and_a_run_that_never_aligns_must_hold_to_the_end():
+    trajectory = [{"step": s, "ga_weight": g} for s, g in [(0, 5.0), (100, 8.0), (300, 4.0), (500, 0.0)]]
+    assert first_release({"steps_to_align": 400, "knob_trajectory": trajectory}) == 300
+    assert first_release({"steps_to_align": 300, "knob_trajectory": trajectory}) is None  # lowered at alignment
+    assert first_release({"steps_to_align": None, "knob_trajectory": trajectory}) == 300
+    assert first_release({"steps_to_align": None, "knob_trajectory": trajectory[:2]}) is None
 
 
 def test_each_condition_changes_only_what_it_names(tmp_path):
