@@ -14,7 +14,8 @@ the policy with one pair per voice:
 * ``unfamiliar``: voices unlike every training voice: klatt, aged, robotic (``--unfamiliar-set``).
 
 Methods: static, hand, both multi-fidelity searches (within the policy's search cost), the policy's
-open-loop replay and the policy. Writes ``results/shift.{json,md,png}``: ``conditions``; per condition
+open-loop replay and the policy. Writes ``results/shift.{json,md,png}`` over every condition finished in
+``results/shift/`` (this invocation's and earlier ones'): ``conditions``; per condition
 each method's figures as {mean, std, ci95_low, ci95_high}, ``paired_by_instance`` (baseline − policy,
 ``replay`` among the baselines) and, for ``long`` and ``longer``, ``knob_at_bound_fraction``: per knob
 the share of the policy's run steps at a bound of its range, and whether its reference sits there too.
@@ -39,7 +40,7 @@ from common import RESULTS  # noqa: E402
 from controller.baselines import OptunaConfig  # noqa: E402
 from controller.compare import CompareConfig, compare  # noqa: E402
 from controller.policy_io import load_env_config  # noqa: E402
-from controller.report import machine, markdown_report  # noqa: E402
+from controller.report import markdown_report  # noqa: E402
 from env.instances import load_instance_set  # noqa: E402
 from tacotron.knobs import KNOB_DEFS, KNOB_NAMES, KnobSpace  # noqa: E402
 
@@ -87,6 +88,22 @@ def condition_config(name: str, args: argparse.Namespace, out: Path) -> CompareC
     return replace(base, data=load_instance_set(args.late_set if name == "late" else args.unfamiliar_set))
 
 
+def combine(out: Path, space: KnobSpace) -> dict:
+    """The combined result of every condition finished under ``out``, in ``CONDITIONS`` order, so that
+    conditions run by separate invocations (a pass is hours long) report together."""
+    combined = {"conditions": [c for c in CONDITIONS if (out / f"shift_{c}.json").exists()]}
+    for name in combined["conditions"]:
+        summary = json.loads((out / f"shift_{name}.json").read_text())
+        combined[name] = {key: summary[key] for key in ("instances", "seeds", "model", "episode_steps", "methods",
+                                                         "paired_by_instance", *summary["methods"])}
+        combined[name]["machine"] = summary["meta"]["machine"]  # conditions may run on different days
+        if name in LONG:
+            combined[name]["knob_at_bound_fraction"] = knob_at_bound_fraction(
+                [json.loads(p.read_text())["knob_trajectory"] for p in sorted((out / f"shift_{name}_runs").glob(
+                    "policy__*.json"))], summary["episode_steps"], space)
+    return combined
+
+
 def plot_conditions(result: dict, path: Path) -> None:
     """Test CER of each method under each condition (mean with its 95 % interval over voices; a method a
     condition does not run has no bar there)."""
@@ -112,7 +129,7 @@ def plot_conditions(result: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--policy", default="runs/reacting_policy/policy", help="the policy directory")
-    parser.add_argument("--conditions", default=",".join(CONDITIONS), help=f"comma-separated subset of {CONDITIONS}")
+    parser.add_argument("--conditions", default=",".join(CONDITIONS), help=f"comma-separated subset of {CONDITIONS} to run ('': none, only rewrite the combined report)")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated subset of {METHODS}; the policy always runs (every pair is against it)")
     parser.add_argument("--instance-set", default="heldout",
@@ -138,19 +155,13 @@ def main() -> None:
         parser.error(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
     args.methods = [m for m in METHODS if m in named or m == "policy"]
     results, out = Path(args.out), Path(args.out) / "shift"
-    combined = {"conditions": conditions, "machine": machine()}
-    space = load_env_config(Path(args.policy)).actions
     for name in conditions:
-        summary = compare(condition_config(name, args, out))
-        combined[name] = {key: summary[key] for key in ("instances", "seeds", "model", "episode_steps", "methods",
-                                                         "paired_by_instance", *condition_methods(name, args.methods))}
-        if name in LONG:
-            combined[name]["knob_at_bound_fraction"] = knob_at_bound_fraction(
-                [json.loads(p.read_text())["knob_trajectory"] for p in sorted((out / f"shift_{name}_runs").glob(
-                    "policy__*.json"))], summary["episode_steps"], space)
+        compare(condition_config(name, args, out))
+    combined = combine(out, load_env_config(Path(args.policy)).actions)
     (results / "shift.json").write_text(json.dumps(combined, indent=2))
     (results / "shift.md").write_text("\n".join(markdown_report(json.loads((out / f"shift_{c}.json").read_text()),
-                                                                f"Shifted condition: {c}") for c in conditions))
+                                                                f"Shifted condition: {c}")
+                                                for c in combined["conditions"]))
     plot_conditions(combined, results / "shift.png")
     print((results / "shift.md").read_text())
 

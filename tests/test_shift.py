@@ -76,3 +76,9 @@ def test_shift_quick_writes_its_json_with_replay_among_the_baselines(tiny_env, t
         assert {"mean", "std"} <= set(result[condition]["policy"]["cer"])
     assert result["long"]["episode_steps"] == 12 and set(result["long"]["knob_at_bound_fraction"]) >= {"lr"}
     assert (tmp_path / "shift.png").read_bytes()[:4] == b"\x89PNG"
+    # A later invocation that runs no condition keeps the finished ones in the combined report.
+    (tmp_path / "shift.json").unlink()
+    rerun = cmd[:cmd.index("--conditions") + 1] + [""] + cmd[cmd.index("--conditions") + 2:]
+    done = subprocess.run(rerun, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "shift.json").read_text())["long"] == result["long"]
