@@ -129,7 +129,8 @@ def plot_conditions(result: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--policy", default="runs/reacting_policy/policy", help="the policy directory")
-    parser.add_argument("--conditions", default=",".join(CONDITIONS), help=f"comma-separated subset of {CONDITIONS} to run ('': none, only rewrite the combined report)")
+    parser.add_argument("--conditions", default=",".join(CONDITIONS),
+                        help=f"comma-separated subset of {CONDITIONS} to run ('': none, only rewrite the report)")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated subset of {METHODS}; the policy always runs (every pair is against it)")
     parser.add_argument("--instance-set", default="heldout",
