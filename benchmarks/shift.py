@@ -19,7 +19,8 @@ open-loop replay and the policy. Writes ``results/shift.{json,md,png}`` over eve
 each method's figures as {mean, std, ci95_low, ci95_high}, ``paired_by_instance`` (baseline − policy,
 ``replay`` among the baselines) and, for ``long`` and ``longer``, ``knob_at_bound_fraction``: per knob
 the share of the policy's run steps at a bound of its range, and whether its reference sits there too.
-Runs resume from ``results/shift/``. Design on the dev sets; the sealed test set once, at the end.
+Runs resume from ``results/shift/``. Design on the dev sets; the sealed test sets once, at the end
+(benchmarks/README.md: issue #29's scoring run).
 
     python benchmarks/shift.py --policy runs/reacting_policy/policy [--conditions long,small] [--quick]
 """
@@ -135,8 +136,10 @@ def main() -> None:
                         help=f"comma-separated subset of {METHODS}; the policy always runs (every pair is against it)")
     parser.add_argument("--instance-set", default="heldout",
                         help="voices of long, small and batch: a dev set while designing; the sealed test set once")
-    parser.add_argument("--late-set", default="dev_late", help="the instance set of the late condition")
-    parser.add_argument("--unfamiliar-set", default="dev_unfamiliar", help="the instance set of the unfamiliar one")
+    parser.add_argument("--late-set", default="dev_late",
+                        help="voices of the late condition: dev_late while designing; the sealed test_late once")
+    parser.add_argument("--unfamiliar-set", default="dev_unfamiliar",
+                        help="voices of the unfamiliar one: dev_unfamiliar while designing; test_unfamiliar once")
     parser.add_argument("--instances", type=int, default=3, help="voices of long, small and batch")
     parser.add_argument("--seeds", type=int, default=1, help="seeds per voice")
     parser.add_argument("--steps", type=int, default=1500, help="optimiser steps of each run (long: --long-steps)")

@@ -31,7 +31,7 @@ from controller.methods.base import run_key
 from controller.plots import plot_budget_curve, plot_knob_trajectories, plot_test_curves
 from controller.policy_io import load_env_config
 from controller.report import budget_curve, machine, markdown_report, summarise
-from env.instances import load_instance_set
+from env.instances import load_instance_set, sealed_instances
 from env.training_env import EnvConfig
 from tacotron import checkpoint
 from tacotron.pool import run_jobs
@@ -45,7 +45,7 @@ class CompareConfig:
     reference: str = "policy"  # every other method is paired against this one, when it takes part
     policy: str = "runs/controller/policy"
     data: list[str] = field(default_factory=list)  # instances or LJSpeech folders; default: eval_set
-    # The instance set whose test splits are scored. The sealed set `test` is scored once, at the end,
+    # The instance set whose test splits are scored. The sealed sets (`test`, `test_*`) are scored once, at the end,
     # with the design frozen (benchmarks/README.md); design work uses the dev sets.
     eval_set: str = "dev2"
     dev_set: str = "heldout"  # where the replay method records the policy's trajectory
@@ -204,7 +204,7 @@ def compare(cfg: CompareConfig, progress: bool = True) -> dict:
     cells += [(label, spec, instance, seed) for label, spec in first_spec.items() if label not in cfg.methods
               for instance in instances for seed in budget_seeds]
     records = run_cells(cells, run_env, cfg.eval_every, runs_dir, cfg.workers, progress,
-                        sealed=not cfg.data and cfg.eval_set == "test")
+                        sealed=bool(set(instances) & sealed_instances()))
     runs = {m: records.get(m, []) for m in cfg.methods}
     # invocation_wall_s: a resumed call skips finished runs
     result = summarise(runs, {m: dataclasses.asdict(spec) for m, spec in specs.items()}, cfg.reference,

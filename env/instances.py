@@ -17,3 +17,15 @@ def load_instance_set(name: str) -> list[str]:
     if not instances:
         raise ValueError(f"instance set {path} lists no instances")
     return [str(i) for i in instances]
+
+
+def is_sealed(name: str) -> bool:
+    """Whether instance set ``name`` is a sealed test set (``test`` and its variants ``test_*``): read by
+    nothing but its scoring run, once, at the end, with the design frozen (benchmarks/README.md)."""
+    return name == "test" or name.startswith("test_")
+
+
+def sealed_instances() -> set[str]:
+    """Every instance of every sealed test set."""
+    names = (p.stem for p in (CONFIG_DIR / "instances").glob("*.yaml"))
+    return {i for name in names if is_sealed(name) for i in load_instance_set(name)}
