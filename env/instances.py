@@ -8,11 +8,15 @@ import yaml
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
+def instance_set_names() -> list[str]:
+    """The names of every instance set in configs/instances/, sorted."""
+    return sorted(p.stem for p in (CONFIG_DIR / "instances").glob("*.yaml"))
+
+
 def load_instance_set(name: str) -> list[str]:
     path = CONFIG_DIR / "instances" / f"{name}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in (CONFIG_DIR / "instances").glob("*.yaml"))
-        raise ValueError(f"instance_set={name!r} is unknown; choose one of {known}")
+        raise ValueError(f"instance_set={name!r} is unknown; choose one of {instance_set_names()}")
     instances = yaml.safe_load(path.read_text()).get("instances") or []
     if not instances:
         raise ValueError(f"instance set {path} lists no instances")
@@ -27,5 +31,4 @@ def is_sealed(name: str) -> bool:
 
 def sealed_instances() -> set[str]:
     """Every instance of every sealed test set."""
-    names = (p.stem for p in (CONFIG_DIR / "instances").glob("*.yaml"))
-    return {i for name in names if is_sealed(name) for i in load_instance_set(name)}
+    return {i for name in instance_set_names() if is_sealed(name) for i in load_instance_set(name)}

@@ -71,22 +71,24 @@ def test_instance_sets_speak_disjoint_sentences_and_the_sealed_sets_share_no_voi
     """Dev and test instances carry their own sentence seed, so they never replay training text; the
     sealed test sets' voices (with their variants) and rates appear in no other set and not in the
     recogniser's training data (benchmarks/README.md)."""
-    from env.instances import CONFIG_DIR, is_sealed, load_instance_set
+    from env.instances import instance_set_names, is_sealed, load_instance_set
     from tacotron.asr import ASR_INSTANCES
     from tacotron.proxy import ProxyOptions
     opts = ProxyOptions()
-    names = sorted(path.stem for path in (CONFIG_DIR / "instances").glob("*.yaml"))
+    names = instance_set_names()
     assert {"train", "heldout", "dev2", "test"} <= set(names)
     assert is_sealed("test") and is_sealed("test_late") and not is_sealed("dev_late")
     sets = {name: [parse_instance(i, opts) for i in load_instance_set(name)] for name in names}
     texts = {name: {s for spec in specs for s in spec.sentences()} for name, specs in sets.items()}
     assert len(sets["test"]) >= 8
     assert parse_instance("en-gb@175:7").seed == 7 and parse_instance("en-gb@175").seed == opts.seed
-    sealed = [spec for name in names if is_sealed(name) for spec in sets[name]]
-    others = [spec for name in names if not is_sealed(name) for spec in sets[name]]
+    sealed_names = [name for name in names if is_sealed(name)]
+    open_names = [name for name in names if not is_sealed(name)]
+    sealed = [spec for name in sealed_names for spec in sets[name]]
+    others = [spec for name in open_names for spec in sets[name]]
     others += [parse_instance(i, opts) for i in ASR_INSTANCES]
-    for name in [n for n in names if not is_sealed(n)]:
-        for test in [n for n in names if is_sealed(n)]:
+    for name in open_names:
+        for test in sealed_names:
             # Short random sentences can coincide by chance; a shared sentence seed would share all of them.
             assert len(texts[name] & texts[test]) < 0.05 * len(texts[test]), (name, test)
     assert not {s.voice for s in sealed} & {s.voice for s in others}
